@@ -1,0 +1,29 @@
+"""The protocol every prior follows: a noise schedule and a denoiser."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = ["Prior"]
+
+
+@runtime_checkable
+class Prior(Protocol):
+    r"""What solvers and samplers ask of a diffusion prior, and nothing more.
+
+    Under the variance-preserving forward process ``x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε``:
+
+    - ``alphas_cumprod``: ``ᾱ_t`` for ``t = 0 … T−1``, float64, ``[T]``, decreasing.
+    - ``predict(x_t, t) -> (x0_hat, eps_hat)``: ``x0_hat ≈ E[x0 | x_t]`` and
+      ``eps_hat = (x_t − √ᾱ_t·x0_hat)/√(1−ᾱ_t)``, both shaped like ``x_t: [B, *event]``, with ``t``
+      an int or an integer tensor ``[B]``.
+
+    Any object with these two members is a prior: a diffusers UNet (:class:`DiffusionPrior`), an
+    exact Gaussian mixture (:class:`GaussianMixturePrior`), a user's own network, a counting wrapper.
+    """
+
+    alphas_cumprod: Tensor
+
+    def predict(self, x_t: Tensor, t: int | Tensor) -> tuple[Tensor, Tensor]: ...

@@ -1,0 +1,189 @@
+"""The linear-operator contract every degradation follows.
+
+A degradation is a linear map ``A: x [B, C, H, W] -> y [B, ...]``. Subclasses implement ``forward``
+and, where a closed form exists, ``adjoint``, ``pinv`` and ``svd``. What a subclass leaves out is
+derived: the adjoint by a vector–Jacobian product (``torch.func.vjp``), the pseudo-inverse from the
+SVD when there is one and by conjugate gradients on the normal equations otherwise.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LinearOperator", "SVD", "conjugate_gradient"]
+
+
+class SVD(ABC):
+    r"""A singular value decomposition ``A = U diag(s) Vᵀ`` that never forms a matrix.
+
+    Vectors in spectral space are flat, ``[B, N]`` with ``N = C·H·W``; ``Ut`` zero-pads to ``N`` so
+    that spectral vectors of x and y line up component by component, and ``singulars`` is zero where
+    a component is not observed. ``singulars`` may be stored in any dtype (callers cast it to their
+    working dtype); the four maps follow the dtype and device of their input. Then ``A x = U(singulars · Vt(x))`` and
+    ``Aᵀ y = V(singulars · Ut(y))``.
+
+    Shapes: ``Vt: [B, C, H, W] -> [B, N]``, ``V: [B, N] -> [B, C, H, W]``,
+    ``Ut: y -> [B, N]``, ``U: [B, N] -> y``, ``singulars: [B or 1, N]``.
+    """
+
+    @abstractmethod
+    def Vt(self, x: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def V(self, c: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def Ut(self, y: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def U(self, c: Tensor) -> Tensor: ...
+
+    @property
+    @abstractmethod
+    def singulars(self) -> Tensor: ...
+
+
+def conjugate_gradient(
+    apply: callable,
+    b: Tensor,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+) -> Tensor:
+    r"""Solve ``M x = b`` for a symmetric positive semi-definite ``M`` given as ``apply(x)``.
+
+    Batched over the leading dimension: each item stops when its residual satisfies
+    ``‖b − M x‖ ≤ tol·‖b‖`` (or after ``max_iter`` iterations). Started at ``x = 0``, the iterates
+    stay in the range of ``M``, so for a consistent singular system the result is the minimum-norm
+    solution.
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    dims = tuple(range(1, b.ndim))
+    rr = (r * r).sum(dims, keepdim=True)
+    stop = (tol * b.flatten(1).norm(dim=1)).view(-1, *([1] * (b.ndim - 1))) ** 2
+    for _ in range(max_iter):
+        active = rr > stop
+        if not bool(active.any()):
+            break
+        Mp = apply(p)
+        pMp = (p * Mp).sum(dims, keepdim=True)
+        alpha = torch.where(active & (pMp > 0), rr / pMp.clamp_min(torch.finfo(b.dtype).tiny), 0.0)
+        x = x + alpha * p
+        r = r - alpha * Mp
+        rr_new = (r * r).sum(dims, keepdim=True)
+        beta = torch.where(active, rr_new / rr.clamp_min(torch.finfo(b.dtype).tiny), 0.0)
+        p = torch.where(active, r + beta * p, p)
+        rr = torch.where(active, rr_new, rr)
+    return x
+
+
+class LinearOperator(nn.Module, ABC):
+    r"""A linear degradation ``y = A x`` acting on image batches ``x: [B, C, H, W]``.
+
+    Images are in the model range [-1, 1]; device and dtype follow the input. Subclasses must
+    implement :meth:`forward`; everything else has a default:
+
+    - :meth:`adjoint` ``Aᵀ y``: from :meth:`svd` when available, otherwise the vector–Jacobian product
+      of :meth:`forward` (exact, one backward pass).
+    - :meth:`pinv` ``A† y`` (minimum-norm least squares): from :meth:`svd` when available, otherwise
+      conjugate gradients on the normal equations ``AᵀA x = Aᵀ y`` started at 0, which converges to
+      the minimum-norm solution; the relative residual tolerance is :attr:`cg_tol` (1e-6) with at
+      most :attr:`cg_max_iter` (1000) iterations.
+    - :meth:`svd`: ``None`` (no decomposition known).
+
+    Args:
+        image_shape: ``(C, H, W)`` of the images the operator was built for, or ``None`` for an
+            operator that accepts any size. The autograd adjoint needs an input shape: it uses
+            this, or else the shape of the last input the operator was called on.
+
+    Example:
+        >>> import torch, operators
+        >>> class Crop(operators.LinearOperator):
+        ...     def forward(self, x):
+        ...         return x[..., 2:-2, 2:-2]
+        >>> op = Crop(image_shape=(1, 8, 8))
+        >>> x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+        >>> op.adjoint(op(x)).shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    cg_tol: float = 1e-6
+    cg_max_iter: int = 1000
+
+    def __init__(self, image_shape: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if image_shape is not None:
+            image_shape = tuple(int(s) for s in image_shape)
+            if len(image_shape) != 3 or min(image_shape) < 1:
+                raise ValueError(
+                    f"`image_shape` must be (C, H, W) with positive sizes, got {image_shape}"
+                )
+        self.image_shape: tuple[int, int, int] | None = image_shape
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
+        """``A x`` for ``x: [B, C, H, W]``."""
+
+    def svd(self) -> SVD | None:
+        """The operator's SVD, or ``None`` when no closed form is known."""
+        return None
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        """``Aᵀ y``: the adjoint, ``⟨A x, y⟩ = ⟨x, Aᵀ y⟩``."""
+        svd = self.svd()
+        if svd is not None:
+            return svd.V(svd.singulars.to(y) * svd.Ut(y))
+        shape = self._input_shape(y)
+        x0 = torch.zeros(shape, dtype=y.dtype, device=y.device)
+        _, vjp = torch.func.vjp(self.forward, x0)
+        return vjp(y)[0]
+
+    def pinv(self, y: Tensor) -> Tensor:
+        """``A† y``: the minimum-norm least-squares solution of ``A x = y``."""
+        svd = self.svd()
+        if svd is not None:
+            s = svd.singulars.to(y)
+            inv = torch.where(s > 0, 1.0 / torch.where(s > 0, s, 1.0), 0.0)
+            return svd.V(inv * svd.Ut(y))
+        b = self.adjoint(y)
+        return conjugate_gradient(
+            lambda v: self.adjoint(self.forward(v)), b, tol=self.cg_tol, max_iter=self.cg_max_iter
+        )
+
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of ``A x`` for ``x`` of shape ``input_shape`` (``(C, H, W)`` or ``(B, C, H, W)``)."""
+        shape = tuple(int(s) for s in input_shape)
+        batched = len(shape) == 4
+        if not batched and len(shape) != 3:
+            raise ValueError(f"`input_shape` must be (C, H, W) or (B, C, H, W), got {shape}")
+        probe = torch.zeros((shape[0] if batched else 1, *shape[-3:]), device="meta")
+        try:
+            out = self.forward(probe)
+        except (NotImplementedError, RuntimeError):
+            out = self.forward(torch.zeros(probe.shape))
+        return tuple(out.shape) if batched else tuple(out.shape[1:])
+
+    def _input_shape(self, y: Tensor) -> tuple[int, ...]:
+        if self.image_shape is not None:
+            return (y.shape[0], *self.image_shape)
+        seen = getattr(self, "_last_input_shape", None)
+        if seen is not None:
+            return (y.shape[0], *seen)
+        raise ValueError(
+            f"{type(self).__name__} has no `image_shape`, so its autograd adjoint cannot know the "
+            "input size: pass `image_shape=(C, H, W)` to the constructor or implement `adjoint`."
+        )
+
+    def __call__(self, x: Tensor) -> Tensor:  # remember the input shape for the autograd adjoint
+        if isinstance(x, Tensor) and x.ndim == 4:
+            object.__setattr__(self, "_last_input_shape", tuple(x.shape[1:]))
+        return super().__call__(x)
+
+    def extra_repr(self) -> str:
+        return "" if self.image_shape is None else f"image_shape={self.image_shape}"
