@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["Prior"]
+__all__ = ["CountingPrior", "Prior"]
 
 
 @runtime_checkable
@@ -27,3 +27,22 @@ class Prior(Protocol):
     alphas_cumprod: Tensor
 
     def predict(self, x_t: Tensor, t: int | Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+class CountingPrior:
+    """Wraps a prior and counts its network evaluations.
+
+    ``nfe`` counts ``predict`` calls per image (a call on a batch of B counts once, as the batch
+    runs in parallel); ``images`` counts evaluated images (B per call).
+    """
+
+    def __init__(self, prior: Prior) -> None:
+        self.prior = prior
+        self.alphas_cumprod = prior.alphas_cumprod
+        self.nfe = 0
+        self.images = 0
+
+    def predict(self, x_t: Tensor, t: int | Tensor) -> tuple[Tensor, Tensor]:
+        self.nfe += 1
+        self.images += x_t.shape[0]
+        return self.prior.predict(x_t, t)

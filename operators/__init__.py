@@ -5,5 +5,6 @@ Every operator subclasses :class:`LinearOperator`; see its docstring for the con
 
 from .base import SVD, LinearOperator, conjugate_gradient
 from .matrix import MatrixOperator
+from .random import randn
 
-__all__ = ["SVD", "LinearOperator", "MatrixOperator", "conjugate_gradient"]
+__all__ = ["SVD", "LinearOperator", "MatrixOperator", "conjugate_gradient", "randn"]
