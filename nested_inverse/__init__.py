@@ -6,8 +6,9 @@ outer step (Elata, Kawar, Michaeli, Elad, 2023, arXiv 2305.19066).
 """
 
 from .paths import data_dir, default_prior_dir, images_dir
+from .gmm import GaussianMixturePrior
 from .prior import CountingPrior, Prior
 
 __version__ = "0.1.0"
 
-__all__ = ["CountingPrior", "Prior", "data_dir", "default_prior_dir", "images_dir"]
+__all__ = ["CountingPrior", "GaussianMixturePrior", "Prior", "data_dir", "default_prior_dir", "images_dir"]
