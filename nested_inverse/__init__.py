@@ -12,3 +12,33 @@ from .prior import CountingPrior, Prior
 __version__ = "0.1.0"
 
 __all__ = ["CountingPrior", "GaussianMixturePrior", "Prior", "data_dir", "default_prior_dir", "images_dir"]
+
+# Priors and image I/O (issue 3).
+from .diffusion_prior import DiffusionPrior, load_prior  # noqa: E402
+from .imageio import (  # noqa: E402
+    bundled_image,
+    bundled_image_names,
+    center_crop,
+    crop_to_multiple,
+    from_model_range,
+    from_tensor,
+    load_image,
+    save_image,
+    to_model_range,
+    to_tensor,
+)
+
+__all__ += [
+    "DiffusionPrior",
+    "load_prior",
+    "bundled_image",
+    "bundled_image_names",
+    "center_crop",
+    "crop_to_multiple",
+    "from_model_range",
+    "from_tensor",
+    "load_image",
+    "save_image",
+    "to_model_range",
+    "to_tensor",
+]
