@@ -185,5 +185,13 @@ class LinearOperator(nn.Module, ABC):
             object.__setattr__(self, "_last_input_shape", tuple(x.shape[1:]))
         return super().__call__(x)
 
+    def __matmul__(self, other: LinearOperator) -> LinearOperator:
+        """``self @ other`` is the composition ``self ∘ other`` (:class:`operators.Compose`)."""
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        from .compose import Compose
+
+        return Compose(self, other)
+
     def extra_repr(self) -> str:
         return "" if self.image_shape is None else f"image_shape={self.image_shape}"
