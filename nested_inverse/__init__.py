@@ -8,10 +8,11 @@ outer step (Elata, Kawar, Michaeli, Elad, 2023, arXiv 2305.19066).
 from .paths import data_dir, default_prior_dir, images_dir
 from .gmm import GaussianMixturePrior
 from .prior import CountingPrior, Prior
+from .solvers import DDNM, Solver, SolverState
 
 __version__ = "0.1.0"
 
-__all__ = ["CountingPrior", "GaussianMixturePrior", "Prior", "data_dir", "default_prior_dir", "images_dir"]
+__all__ = ["DDNM", "CountingPrior", "GaussianMixturePrior", "Solver", "SolverState", "Prior", "data_dir", "default_prior_dir", "images_dir"]
 
 # Priors and image I/O (issue 3).
 from .diffusion_prior import DiffusionPrior, load_prior  # noqa: E402

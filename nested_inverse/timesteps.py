@@ -1,0 +1,26 @@
+"""Which timesteps a sampler evaluates the network at."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["spaced_timesteps"]
+
+
+def spaced_timesteps(t_start: int, steps: int, t_end: int = 1) -> list[int]:
+    """``steps`` integer timesteps spread evenly over ``[t_start, t_end]``, largest first.
+
+    Rounded and de-duplicated, so fewer come back when the interval holds fewer integers
+    (``spaced_timesteps(3, 10) == [3, 2, 1]``); ``t_start = 0`` gives ``[0]``.
+
+    Example:
+        >>> spaced_timesteps(999, 4)
+        [999, 666, 334, 1]
+    """
+    if steps < 1:
+        raise ValueError(f"`steps` must be >= 1, got {steps}")
+    if t_start < 0:
+        raise ValueError(f"`t_start` must be >= 0, got {t_start}")
+    t_end = min(t_end, t_start)
+    grid = torch.linspace(t_start, t_end, steps, dtype=torch.float64).round().long().tolist()
+    return list(dict.fromkeys(grid))
