@@ -16,6 +16,7 @@ __all__ = ["DDNM", "CountingPrior", "GaussianMixturePrior", "Solver", "SolverSta
 
 # Priors and image I/O (issue 3).
 from .diffusion_prior import DiffusionPrior, load_prior  # noqa: E402
+from .training import train_prior  # noqa: E402
 from .imageio import (  # noqa: E402
     bundled_image,
     bundled_image_names,
@@ -32,6 +33,7 @@ from .imageio import (  # noqa: E402
 __all__ += [
     "DiffusionPrior",
     "load_prior",
+    "train_prior",
     "bundled_image",
     "bundled_image_names",
     "center_crop",
