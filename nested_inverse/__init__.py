@@ -45,3 +45,21 @@ __all__ += [
     "to_model_range",
     "to_tensor",
 ]
+
+# Nested sampler, guidance, one-call restore (issue 5).
+from .guidance import Edit, Resample, SetInnerSteps, Stop  # noqa: E402
+from .nested import AnytimeResult, AnytimeRun, NestedSampler  # noqa: E402
+from .restore import restore  # noqa: E402
+from .solvers import DDIM  # noqa: E402
+
+__all__ += [
+    "AnytimeResult",
+    "AnytimeRun",
+    "DDIM",
+    "Edit",
+    "NestedSampler",
+    "Resample",
+    "SetInnerSteps",
+    "Stop",
+    "restore",
+]

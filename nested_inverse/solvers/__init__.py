@@ -2,5 +2,7 @@
 
 from .base import Solver, SolverState, ddim_step
 from .ddnm import DDNM
+from .ddim import DDIM
+from .exact import ExactPosterior
 
-__all__ = ["DDNM", "Solver", "SolverState", "ddim_step"]
+__all__ = ["DDIM", "DDNM", "ExactPosterior", "Solver", "SolverState", "ddim_step"]

@@ -1,0 +1,58 @@
+"""Human guidance for a running nested sampler: commands sent into it between outer steps.
+
+Each command is a small value object sent with ``run.send(command)`` while the run waits between
+outer steps (see :class:`nested_inverse.NestedSampler`); ``send`` answers with the current,
+possibly updated, result and the next ``next(run)`` goes on to the next outer step.
+
+References:
+    Elata, Kawar, Michaeli, Elad, "Nested Diffusion Processes for Anytime Image Generation",
+    2023, arXiv 2305.19066 (human guidance between outer steps, Sec. 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+__all__ = ["Command", "Edit", "Resample", "SetInnerSteps", "Stop"]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace the current restoration with ``image`` (model range [-1, 1], ``[B, C, H, W]``).
+
+    Where the problem is noiseless it is first projected onto ``{x : A x = y}``:
+    ``x ← x − A†(A x − y)``. The next outer step is then taken with the edited image as its x̂0.
+    """
+
+    image: Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, Tensor):
+            raise ValueError(f"`Edit.image` must be a tensor [B, C, H, W] in the model range "
+                             f"[-1, 1], got {type(self.image).__name__}")
+
+
+@dataclass(frozen=True)
+class Resample:
+    """Redo the last inner run from the same outer state with fresh noise (costs its evaluations)."""
+
+
+@dataclass(frozen=True)
+class SetInnerSteps:
+    """Use ``steps`` inner evaluations per outer step from the next outer step on."""
+
+    steps: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"`SetInnerSteps.steps` must be an integer >= 1, got {self.steps!r}")
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the run: ``send`` answers with the latest result and the iteration then stops."""
+
+
+Command = Edit | Resample | SetInnerSteps | Stop

@@ -1,0 +1,65 @@
+"""DDIM from the prior alone: the inner solver for unconditional (nested) generation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from operators.random import Generators
+
+from ..prior import Prior
+from .base import Solver, ddim_step
+
+__all__ = ["DDIM"]
+
+
+class DDIM(Solver):
+    r"""Unconditional DDIM sampling: no operator, no observation.
+
+    ``(x̂0, ε̂) = prior.predict(x_t, t)``;
+    ``x_s = √ᾱ_s·x̂0 + √(1−ᾱ_s−σ²)·ε̂ + σ·z``, ``σ = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_s)``.
+
+    It has the :class:`Solver` interface so that :class:`~nested_inverse.NestedSampler` can drive
+    it; ``operator`` is None, ``y`` is an empty ``[B, 0]`` tensor and ``y_pinv`` (the result shown
+    before any evaluation) is the zero image, mid-grey in the model range.
+
+    Args:
+        prior: anything with ``alphas_cumprod`` and ``predict``.
+        shape: ``[B, C, H, W]`` (or ``[B, *event_shape]``) of the samples.
+        eta: DDIM η ∈ [0, 1] (0.85 by default, the inner η of Elata et al.).
+        dtype, device: of the samples.
+
+    References:
+        Song, Meng, Ermon, "Denoising Diffusion Implicit Models", ICLR 2021, arXiv 2010.02502.
+    """
+
+    def __init__(
+        self,
+        prior: Prior,
+        shape: Sequence[int],
+        eta: float = 0.85,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not (hasattr(prior, "alphas_cumprod") and hasattr(prior, "predict")):
+            raise ValueError(f"`prior` must have `alphas_cumprod` and `predict`, got "
+                             f"{type(prior).__name__}")
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 2 or min(shape) < 1:
+            raise ValueError(f"`shape` must be [B, C, H, W] with positive sizes, got {shape}")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"`eta` must lie in [0, 1], got {eta}")
+        self.prior = prior
+        self.operator = None
+        self.sigma_y = 0.0
+        self.eta = float(eta)
+        self.alphas_cumprod = torch.as_tensor(prior.alphas_cumprod, dtype=torch.float64).cpu()
+        self.y = torch.zeros(shape[0], 0, dtype=dtype, device=device)
+        self.y_pinv = torch.zeros(shape, dtype=dtype, device=device)
+
+    def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:
+        x0, eps = self.prior.predict(x_t, t)
+        noise = self.noise(generator) if self.eta > 0 and s >= 0 else None
+        return ddim_step(x0, eps, self.alpha(t), self.alpha(s), self.eta, noise), x0
