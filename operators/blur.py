@@ -83,7 +83,14 @@ def motion_kernel(
     ``intensity``, occasionally jerked in a new direction (probability ``0.05·intensity``), and
     pulled weakly back to the start; the path is centred, scaled to span
     ``(0.4 + 0.5·intensity)`` of the kernel width and splatted bilinearly onto the grid. Same
-    generator state, same kernel.
+    generator state, same kernel. The same idea (random camera trajectories of tunable intensity)
+    as the kernels of DPS and DiffPIR, but not their generator: kernels differ for equal seeds.
+
+    References:
+        Boracchi, Foi. "Modeling the Performance of Image Restoration From Motion Blur." IEEE Trans.
+        Image Processing 21(8), 2012.
+        Chung et al. "Diffusion Posterior Sampling for General Noisy Inverse Problems." 2023.
+        https://arxiv.org/abs/2209.14687
     """
     size = _odd_size(size, 61)
     if not 0 <= intensity <= 1:
@@ -200,7 +207,8 @@ class CircularBlur(LinearOperator):
 
     Boundary: circular (periodic), so ``A`` is diagonalised by the DFT: ``Aᵀ y = F⁻¹(conj(k̂)·F y)``
     and ``A† y = F⁻¹(F y / k̂)`` on frequencies with ``|k̂| > rcond·max|k̂|``, zero elsewhere
-    (``rcond`` at least ``max(H, W)·ε_float64``). The kernel's centre pixel sits at offset 0; a
+    (``rcond`` at least ``max(H, W)·ε`` of the working dtype, the default of ``torch.linalg.pinv``;
+    float64 for the SVD). The kernel's centre pixel sits at offset 0; a
     kernel larger than the image wraps around. The SVD uses the real Fourier basis
     (:class:`_FourierSVD`).
     """
@@ -221,14 +229,15 @@ class CircularBlur(LinearOperator):
         padded.index_put_((rows[:, None].expand(kh, kw), cols[None, :].expand(kh, kw)), kernel,
                           accumulate=True)
         transfer = torch.fft.rfft2(padded)
-        magnitude = transfer.abs()
-        cut = max(self.rcond, max(H, W) * torch.finfo(torch.float64).eps) * magnitude.max()
-        observed = magnitude > cut
-        inverse = torch.where(observed, 1.0 / torch.where(observed, transfer, 1.0), 0.0)
         self.register_buffer("kernel", kernel)
         self.register_buffer("_transfer", transfer, persistent=False)
-        self.register_buffer("_inverse", inverse, persistent=False)
-        self._build_svd(transfer, observed)
+        self._build_svd(transfer, self._observed(torch.float64))
+
+    def _observed(self, dtype: torch.dtype) -> Tensor:
+        """Frequencies with ``|k̂| > max(rcond, max(H, W)·ε_dtype)·max|k̂|``."""
+        magnitude = self._transfer.abs()
+        eps = torch.finfo(dtype).eps
+        return magnitude > max(self.rcond, max(self.image_shape[1:]) * eps) * magnitude.max()
 
     def _build_svd(self, transfer: Tensor, observed: Tensor) -> None:
         # Independent real coordinates of a real image's half spectrum [H, W//2 + 1]: in the columns
@@ -288,7 +297,11 @@ class CircularBlur(LinearOperator):
 
     def pinv(self, y: Tensor) -> Tensor:
         self._check(y, "y")
-        return self._filter(y, self._inverse)
+        # The cut-off follows y's dtype (as in torch.linalg.pinv): float32 rounding errors must not
+        # be divided by |k̂| near 1e-14.
+        observed = self._observed(y.dtype)
+        inverse = torch.where(observed, 1.0 / torch.where(observed, self._transfer, 1.0), 0.0)
+        return self._filter(y, inverse)
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(int(s) for s in input_shape)

@@ -79,14 +79,19 @@ class Separable(LinearOperator):
 
     ``x: [B, C, H, W] -> y: [B, C, m, n]`` with ``m ≤ H`` and ``n ≤ W``. The SVD is exact: the 1-D
     SVDs are computed once in float64 and combined as a Kronecker product (see
-    :class:`_KroneckerSVD`). Singular values below ``rcond·s_max`` are treated as zero in the SVD and
-    hence in :meth:`pinv`; ``rcond`` is never smaller than ``max(H, W)·ε_float64`` (numerical rank).
+    :class:`_KroneckerSVD`). Singular values below ``rcond·s_max`` are treated as zero in the SVD
+    (``rcond`` is never smaller than ``max(H, W)·ε_float64``, the numerical rank); :meth:`pinv`
+    also drops those below ``max(H, W)·ε`` of the working dtype.
 
     Args:
         matrix_h: ``A_h``, ``[m, H]``.
         matrix_w: ``A_w``, ``[n, W]``.
         channels: ``C``.
         rcond: relative cut-off for singular values.
+
+    References:
+        Kawar, Elad, Ermon, Song. "Denoising Diffusion Restoration Models." 2022.
+        https://arxiv.org/abs/2201.11793 (Kronecker SVDs of separable degradations)
 
     Example:
         >>> import torch, operators
@@ -140,9 +145,17 @@ class Separable(LinearOperator):
         return self.matrix_h.to(y).T @ y @ self.matrix_w.to(y)
 
     def pinv(self, y: Tensor) -> Tensor:
-        C = self.image_shape[0]
+        r"""``A† y`` from the SVD, ignoring singular values below
+        ``max(rcond, max(H, W)·ε)·s_max`` with ``ε`` the machine epsilon of ``y``'s dtype (the
+        default of ``torch.linalg.pinv``): in float32 a blur's tiny singular values would otherwise
+        amplify rounding errors by up to 1e14."""
+        C, H, W = self.image_shape
         self._check(y, "y", (C, self.matrix_h.shape[0], self.matrix_w.shape[0]))
-        return super().pinv(y)
+        svd = self.svd()
+        s = self._singulars.to(y)
+        cut = max(self.rcond, max(H, W) * torch.finfo(y.dtype).eps) * s.max()
+        inv = torch.where(s > cut, 1.0 / torch.where(s > cut, s, 1.0), 0.0)
+        return svd.V(inv * svd.Ut(y))
 
     def svd(self) -> SVD:
         return _KroneckerSVD(self)

@@ -119,6 +119,10 @@ class BicubicDownsample(Separable):
         image_shape: ``(C, H, W)``.
         a: Keys' kernel parameter.
 
+    References:
+        Keys. "Cubic convolution interpolation for digital image processing." IEEE Trans. ASSP
+        29(6), 1981.
+
     Example:
         >>> import torch, operators
         >>> op = operators.BicubicDownsample(2, (1, 8, 8))

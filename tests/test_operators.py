@@ -77,6 +77,10 @@ def test_float32_follows_input(case):
     svd = op.svd()
     assert svd.Vt(x32).dtype == torch.float32 and svd.U(svd.Ut(y)).dtype == torch.float32
     assert _rel(y.double(), op(x)) < 1e-5
+    # The float32 pseudo-inverse stays stable: A†A is a projection, up to rounding.
+    p = op.pinv(y)
+    assert float(p.norm()) <= 1.01 * float(x32.norm())
+    assert _rel(op(p), y) < 1e-3
 
 
 def test_output_shape_matches_forward(case):
