@@ -323,54 +323,78 @@ class Blur(LinearOperator):
 
     Args:
         kernel: ``[kh, kw]`` with odd ``kh``, ``kw``.
-        image_shape: ``(C, H, W)``.
+        image_shape: ``(C, H, W)``, or ``None`` to accept any size (the per-size matrices or
+            transfer functions are then built on first use).
         rcond: singular values below ``rcond·s_max`` count as zero in the SVD and the pseudo-inverse.
         boundary: ``None`` (by kernel rank), ``"zero"`` (separable kernels only) or ``"circular"``.
 
     Example:
         >>> import torch, operators
-        >>> op = operators.Blur(torch.ones(3, 3) / 9, (1, 8, 8))
+        >>> op = operators.Blur(torch.ones(3, 3) / 9)
         >>> y = op(torch.ones(1, 1, 8, 8, dtype=torch.float64))  # corner sees 4 of 9 taps
         >>> op.boundary, round(y[0, 0, 0, 0].item() * 9, 6)
         ('zero', 4.0)
     """
 
-    def __init__(self, kernel: Tensor, image_shape: Sequence[int], rcond: float = 0.0,
-                 boundary: str | None = None) -> None:
+    def __init__(self, kernel: Tensor, image_shape: Sequence[int] | None = None,
+                 rcond: float = 0.0, boundary: str | None = None) -> None:
         super().__init__(image_shape)
         kernel = _check_kernel(kernel)
         if boundary not in (None, "zero", "circular"):
             raise ValueError(f"`boundary` must be None, 'zero' or 'circular', got {boundary!r}")
+        if rcond < 0:
+            raise ValueError(f"`rcond` must be >= 0, got {rcond}")
         U, s, Vh = torch.linalg.svd(kernel)
-        separable = s.numel() < 2 or s[1] <= 1e-10 * s[0]
+        separable = bool(s.numel() < 2 or s[1] <= 1e-10 * s[0])
         if boundary == "zero" and not separable:
             raise ValueError("`boundary='zero'` needs a separable (rank-1) kernel; this kernel has "
                              f"singular values {s[:3].tolist()}…; use boundary='circular'")
-        if boundary == "circular" or not separable:
-            self.impl: LinearOperator = CircularBlur(kernel, self.image_shape, rcond)
-        else:
-            root = s[0].sqrt()
-            self.impl = SeparableBlur(U[:, 0] * root, Vh[0] * root, self.image_shape, rcond)
-        self.boundary: str = self.impl.boundary
+        self.boundary: str = "zero" if separable and boundary != "circular" else "circular"
+        self.rcond = float(rcond)
+        self.register_buffer("kernel", kernel)
+        root = s[0].sqrt()
+        self._factors = (U[:, 0] * root, Vh[0] * root)
+        # One implementation per image size (the Toeplitz matrices and the transfer function depend
+        # on it); built on first use when no image_shape is given.
+        self._impls: dict[tuple[int, ...], LinearOperator] = {}
+        if self.image_shape is not None:
+            self.impl = self._impl(self.image_shape)
 
-    @property
-    def kernel(self) -> Tensor:
-        return self.impl.kernel
+    def _impl(self, shape: Sequence[int]) -> LinearOperator:
+        shape = tuple(int(v) for v in shape)
+        if self.image_shape is not None and shape != self.image_shape:
+            C, H, W = self.image_shape
+            raise ValueError(f"input of shape [B, {', '.join(map(str, shape))}] does not fit this "
+                             f"Blur, built for [B, {C}, {H}, {W}]")
+        if shape not in self._impls:
+            self._impls[shape] = (SeparableBlur(*self._factors, shape, self.rcond)
+                                  if self.boundary == "zero" else
+                                  CircularBlur(self.kernel, shape, self.rcond))
+        return self._impls[shape]
+
+    def _for(self, t: Tensor, what: str) -> LinearOperator:
+        if t.ndim != 4:
+            raise ValueError(f"`{what}` must be [B, C, H, W], got shape {list(t.shape)}")
+        return self._impl(t.shape[1:])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.impl(x)
+        return self._for(x, "x")(x)
 
     def adjoint(self, y: Tensor) -> Tensor:
-        return self.impl.adjoint(y)
+        return self._for(y, "y").adjoint(y)
 
     def pinv(self, y: Tensor) -> Tensor:
-        return self.impl.pinv(y)
+        return self._for(y, "y").pinv(y)
 
     def svd(self) -> SVD:
-        return self.impl.svd()
+        shape = self.image_shape or getattr(self, "_last_input_shape", None)
+        if shape is None:
+            raise ValueError("Blur without `image_shape` needs an input size for its SVD: pass "
+                             "`image_shape=(C, H, W)` or call the operator once")
+        return self._impl(shape).svd()
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        return self.impl.output_shape(input_shape)
+        return tuple(int(v) for v in input_shape)
 
     def extra_repr(self) -> str:
         return f"kernel={list(self.kernel.shape)}, boundary={self.boundary}"

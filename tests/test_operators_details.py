@@ -73,6 +73,17 @@ def test_forced_circular_boundary_for_separable_kernel():
     assert operators.check(op, SHAPE).ok
 
 
+def test_blur_without_image_shape_follows_input_size():
+    k = operators.motion_kernel(5, generator=torch.Generator().manual_seed(0))
+    op = operators.Blur(k)
+    small, large = _x(shape=(1, 8, 12)), _x(shape=(3, 16, 10))
+    torch.testing.assert_close(op(small), operators.Blur(k, (1, 8, 12))(small))
+    torch.testing.assert_close(op.pinv(op(large)), operators.Blur(k, (3, 16, 10)).pinv(op(large)))
+    assert op.svd().singulars.shape == (1, 3 * 16 * 10)  # the last input's size
+    with pytest.raises(ValueError, match=r"does not fit this Blur, built for \[B, 3, 24, 40\]"):
+        operators.Blur(k, SHAPE)(small)
+
+
 def test_motion_kernel_is_seeded_normalised_and_nonseparable():
     a = operators.motion_kernel(61, 0.5, torch.Generator().manual_seed(7))
     b = operators.motion_kernel(61, 0.5, torch.Generator().manual_seed(7))
