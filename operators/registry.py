@@ -35,6 +35,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+_PLUGINS: dict[str, metadata.EntryPoint] = {}
 _entry_points_loaded = False
 
 
@@ -63,30 +64,33 @@ def register(
 
 
 def _load_entry_points() -> None:
+    # Only the names are read here; a plug-in's module is imported when it is first described or made.
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue  # built-ins and explicit registrations win over plug-ins
-
-        def lazy(*args, _ep=ep, **kwargs):
-            return _ep.load()(*args, **kwargs)
-
-        _REGISTRY[ep.name] = _Entry(lazy, f"(plug-in {ep.value})")
+        if ep.name not in _REGISTRY:  # built-ins and explicit registrations win over plug-ins
+            _PLUGINS.setdefault(ep.name, ep)
 
 
 def available() -> list[str]:
     """Registered operator names, sorted (built-ins and installed plug-ins)."""
     _load_entry_points()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_PLUGINS))
 
 
 def _entry(name: str) -> _Entry:
     _load_entry_points()
+    if name in _PLUGINS and name not in _REGISTRY:
+        ep = _PLUGINS[name]
+        try:
+            factory = ep.load()
+        except Exception as error:  # a broken plug-in must say which one it is
+            raise ValueError(f"plug-in operator {name!r} ({ep.value}) failed to load: {error}") from error
+        register(name, factory)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown operator {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        raise ValueError(f"unknown operator {name!r}; available: {', '.join(available())}")
     return _REGISTRY[name]
 
 

@@ -274,14 +274,22 @@ def test_register_and_make_custom_operator():
 def test_entry_point_plugins_load_lazily(monkeypatch):
     ep = importlib.metadata.EntryPoint("test-plugin", "operators.registry:_denoise",
                                        registry.ENTRY_POINT_GROUP)
+    broken = importlib.metadata.EntryPoint("test-broken", "no_such_module_xyz:factory",
+                                           registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry.metadata, "entry_points",
-                        lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else [])
+                        lambda group: [ep, broken] if group == registry.ENTRY_POINT_GROUP else [])
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
     try:
         assert "test-plugin" in operators.available()
+        assert "test-plugin" not in registry._REGISTRY  # not imported until needed
+        assert operators.describe("test-plugin").startswith("test-plugin: Identity (denoising")
         assert isinstance(operators.make("test-plugin", image_shape=SHAPE), operators.Identity)
+        with pytest.raises(ValueError, match="'test-broken' .no_such_module_xyz:factory. failed"):
+            operators.make("test-broken", image_shape=SHAPE)
     finally:
-        registry._REGISTRY.pop("test-plugin", None)
+        for name in ("test-plugin", "test-broken"):
+            registry._REGISTRY.pop(name, None)
+            registry._PLUGINS.pop(name, None)
 
 
 # --- bad input -----------------------------------------------------------------------------------
