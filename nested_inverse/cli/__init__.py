@@ -2,8 +2,9 @@
 
 Each subcommand lives in a module of this package that exposes ``add_parser(subparsers)``; the
 parser it adds sets ``func`` to a callable taking the parsed arguments and returning an exit code.
-User errors (``ValueError``, ``FileNotFoundError``, ``UsageError``) print one line and exit non-zero,
-without a traceback.
+User errors (``UsageError``, ``ValueError``, ``FileNotFoundError``, other ``OSError``\\ s such as a
+folder that cannot be written, and argument mistakes) print one line and exit 2, without a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
+
+from ..dataset import UsageError
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -19,12 +23,15 @@ __all__ = ["main", "build_parser", "UsageError"]
 _SUBCOMMANDS = ("restore", "run", "degrade", "operators_cmd", "train_prior")
 
 
-class UsageError(Exception):
-    """A mistake in what the user asked for: reported in one line, exit code 2."""
+class _Parser(argparse.ArgumentParser):
+    """Argument mistakes in one line (``usage`` stays available through ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nested-inverse",
         description="Anytime image restoration with nested diffusion.",
     )
@@ -40,16 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nested-inverse`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or an argument mistake already reported
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"nested-inverse {args.command}: error: {err}", file=sys.stderr)
+    except (UsageError, ValueError, OSError) as err:
+        print(f"nested-inverse {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nested-inverse {args.command}: interrupted", file=sys.stderr)

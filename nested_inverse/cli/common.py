@@ -1,0 +1,152 @@
+"""Options shared by the subcommands and turning them into tasks, samplers, priors and devices."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+from typing import Any
+
+import torch
+
+from ..dataset import METHODS, SamplerConfig, Task, UsageError, parse_key_values, resolve_task
+
+__all__ = [
+    "add_prior_args",
+    "add_sampler_args",
+    "add_task_args",
+    "load_mask",
+    "load_prior_cached",
+    "pick_device",
+    "sampler_from_args",
+    "setup_logging",
+    "task_from_args",
+]
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--task``, ``--task-arg``, ``--sigma-y``."""
+    g = p.add_argument_group("degradation")
+    g.add_argument("--task", required=required, metavar="NAME",
+                   help="the degradation: a registered operator (see `nested-inverse operators`; e.g. "
+                        "sr4, inpaint-box, blur-gauss, colorize) or your own factory as "
+                        "module:function, imported from PYTHONPATH")
+    g.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the operator, e.g. --task-arg sigma=2.0 (repeatable)")
+    g.add_argument("--sigma-y", type=float, default=0.0, metavar="S",
+                   help="observation noise std on the [0, 1] image scale (0.05 = 5%% of the range); "
+                        "added when degrading and assumed when restoring (default: 0)")
+
+
+def add_sampler_args(p: argparse.ArgumentParser) -> None:
+    """``--method``, ``--method-arg``, ``--outer``/``--inner`` or ``--vanilla``/``--steps``."""
+    g = p.add_argument_group("restoration")
+    g.add_argument("--method", choices=sorted(METHODS), default="ddrm",
+                   help="the inner solver (default: ddrm)")
+    g.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the solver, e.g. --method-arg eta=0.85 (repeatable)")
+    g.add_argument("--outer", type=int, default=None, metavar="K",
+                   help="outer (nested) steps; a restoration is ready after each (default: 5)")
+    g.add_argument("--inner", type=int, default=None, metavar="I",
+                   help="solver steps inside each outer step (default: 4); K·I network evaluations")
+    g.add_argument("--vanilla", action="store_true",
+                   help="run the solver alone from noise instead of nested (see --steps)")
+    g.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="solver steps with --vanilla (default: 20)")
+
+
+def add_prior_args(p: argparse.ArgumentParser) -> None:
+    """``--prior``, ``--device``, ``--dtype``."""
+    g = p.add_argument_group("model")
+    g.add_argument("--prior", default="default", metavar="PATH_OR_REPO_ID",
+                   help="a diffusers pixel-space UNet: a local folder or a Hugging Face Hub repo id "
+                        "(default: the bundled natural-patches-64 prior)")
+    g.add_argument("--device", default="auto",
+                   help="where the network runs: auto (the launcher's device, else cuda when "
+                        "available, else cpu), cpu, cuda, cuda:1, mps … (default: auto)")
+    g.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
+                   help="the network's dtype (default: float32; float16/bfloat16 on GPUs)")
+
+
+def load_mask(path: str) -> torch.Tensor:
+    """A mask image as ``[H, W]`` bool: white (> 0.5) = observed."""
+    from ..imageio import load_image
+
+    try:
+        m = load_image(path, mode="L")
+    except FileNotFoundError as err:
+        raise UsageError(f"`--mask`={path!r}: no such file") from err
+    except ValueError as err:
+        raise UsageError(f"`--mask`={path!r} is not a readable image") from err
+    return m[0, 0] > 0.5
+
+
+def task_from_args(args: argparse.Namespace, mask: torch.Tensor | None = None) -> Task:
+    """The :class:`~nested_inverse.dataset.Task` that ``--task``/``--task-arg`` (and a mask) name."""
+    return resolve_task(args.task, parse_key_values(args.task_arg, "--task-arg"), mask=mask)
+
+
+def sampler_from_args(args: argparse.Namespace) -> SamplerConfig:
+    """The :class:`~nested_inverse.dataset.SamplerConfig` of the restoration options."""
+    if args.vanilla and (args.outer is not None or args.inner is not None):
+        raise UsageError("`--vanilla` runs the solver alone; drop `--outer`/`--inner` or `--vanilla`")
+    if not args.vanilla and args.steps is not None:
+        raise UsageError("`--steps` applies to `--vanilla` runs; for nested runs use `--outer` and "
+                         "`--inner`")
+    return SamplerConfig(
+        method=args.method,
+        method_args=parse_key_values(args.method_arg, "--method-arg"),
+        outer=5 if args.outer is None else args.outer,
+        inner=4 if args.inner is None else args.inner,
+        vanilla=args.vanilla,
+        steps=20 if args.steps is None else args.steps,
+    )
+
+
+def pick_device(spec: str, launcher_device: torch.device | None = None) -> torch.device:
+    """``--device``: ``auto`` → the launcher's device, else CUDA when available, else CPU."""
+    if spec == "auto":
+        if launcher_device is not None:
+            return torch.device(launcher_device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as err:
+        raise UsageError(f"`--device`={spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"`--device`={spec!r} but CUDA is not available here; use cpu or auto")
+    return device
+
+
+@functools.lru_cache(maxsize=2)
+def load_prior_cached(spec: str, device: str, dtype: str) -> Any:
+    """:func:`~nested_inverse.load_prior`, loaded once per process (in-process callers such as tests
+    call ``main`` many times)."""
+    from ..diffusion_prior import load_prior
+
+    return load_prior(None if spec == "default" else spec, device=device,
+                      torch_dtype=_DTYPES[dtype])
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and notebooks swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Warnings and notes of the package go to stderr, one line each; installed once."""
+    logger = logging.getLogger("nested_inverse")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("nested-inverse: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)

@@ -1,0 +1,260 @@
+"""``nested-inverse restore``: restore single images, writing the result, y, the anytime steps and a
+JSON sidecar."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import __version__
+from ..dataset import (Outputs, SamplerConfig, Task, UsageError, check_writable, image_generator,
+                       image_seed, make_solver, operator_images, prepare_clean, quality, remove_empty,
+                       restore_batch, unit_ones)
+from ..imageio import center_crop, from_model_range, load_image, to_model_range
+from .anim import frames, gif_bytes, pick, strip_bytes
+from .common import (add_prior_args, add_sampler_args, add_task_args, load_mask, load_prior_cached,
+                     pick_device, sampler_from_args, setup_logging, task_from_args)
+
+__all__ = ["add_parser"]
+
+_EPILOG = """\
+examples:
+  nested-inverse restore photo_small.png --task sr4 --out out/          # super-resolve a photo 4x
+  nested-inverse restore damaged.png --mask observed.png --out out/     # inpaint (white = observed)
+  nested-inverse restore data/images/coffee.png --degrade --task sr4 --center-crop 128 --out out/
+
+Writes, per image NAME: NAME.png (the restoration), NAME_y.png (the observation), NAME_steps.png and
+NAME_steps.gif (the restoration after each outer step, labelled with network evaluations so far),
+NAME.json (every parameter, seeds, evaluations, wall time; PSNR/SSIM with --degrade), and with
+--degrade NAME_clean.png (the reference after cropping).
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "restore", help="restore images (super-resolution, inpainting, deblurring, …)",
+        description="Restore degraded images with nested diffusion: a finished restoration after "
+                    "every outer step. By default each IMAGE is the degraded observation y; with "
+                    "--degrade it is a clean image that is degraded first (for experiments).",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, …)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_task_args(p, required=False)
+    p.add_argument("--mask", metavar="MASK.png",
+                   help="inpainting mask, same size as the image: white = observed, black = missing "
+                        "(then --task may be omitted)")
+    p.add_argument("--degrade", action="store_true",
+                   help="each IMAGE is clean: synthesise y from it first (seeded), and report "
+                        "PSNR/SSIM against it")
+    p.add_argument("--center-crop", type=int, default=None, metavar="N",
+                   help="centre-crop each input to N×N pixels first")
+    add_sampler_args(p)
+    add_prior_args(p)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the per-image random generators (default: 0)")
+    p.add_argument("--save-intermediates", action="store_true",
+                   help="also write every intermediate restoration as NAME_steps/nfeNNNN.png")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class _Item:
+    """One input, checked and ready to restore."""
+
+    path: Path
+    name: str
+    op: Any
+    y_model: Tensor  # [1, C', h, w] in the model range
+    y01: Tensor  # the same on the [0, 1] scale, as written to NAME_y.png
+    clean01: Tensor | None  # with --degrade
+    seeds: dict[str, int]
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging()
+    if args.center_crop is not None and args.center_crop < 1:
+        raise UsageError(f"`--center-crop`={args.center_crop} must be a positive number of pixels")
+    mask = load_mask(args.mask) if args.mask else None
+    task = task_from_args(args, mask)
+    sampler = sampler_from_args(args)
+    if not args.sigma_y >= 0:
+        raise UsageError(f"`--sigma-y`={args.sigma_y} must be >= 0 (on the [0, 1] scale; 0.05 = 5 %)")
+    geometry = task.geometry()
+    # Everything the user gave is checked before anything is written.
+    items = [_prepare(Path(p), name, args, task, geometry)
+             for p, name in zip(args.images, _names(args.images))]
+    device = pick_device(args.device)
+    prior = load_prior_cached(args.prior, str(device), args.dtype)
+    created = check_writable(args.out)
+    done = 0
+    try:
+        for item in items:
+            _restore(item, args, task, sampler, prior, device)
+            done += 1
+    finally:
+        if done == 0:
+            remove_empty(created)
+    return 0
+
+
+def _names(paths: list[str]) -> list[str]:
+    """Output names: the file stems, numbered where two inputs share one."""
+    names, seen = [], {}
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
+
+
+def _load(path: Path, mode: str) -> Tensor:
+    if not path.is_file():
+        raise UsageError(f"`IMAGE`={str(path)!r}: no such file")
+    try:
+        return load_image(path, mode=mode)
+    except ValueError as err:
+        raise UsageError(f"`IMAGE`={str(path)!r} is not a readable image (PNG, JPEG, TIFF, …)") from err
+
+
+def _fit_mask(task: Task, size: tuple[int, int], path: Path, crop: int | None) -> Task:
+    """The task with its mask cropped like the image; the mask must have the image's size."""
+    if task.mask is None:
+        return task
+    H, W = size
+    if tuple(task.mask.shape) != (H, W):
+        raise UsageError(f"`--mask` is {task.mask.shape[1]}×{task.mask.shape[0]} pixels but "
+                         f"`IMAGE`={str(path)!r} is {W}×{H}; give a mask of the image's size")
+    m = task.mask if crop is None else center_crop(task.mask, crop)
+    return dataclasses.replace(task, mask=m.contiguous())
+
+
+def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
+             geometry: tuple[int, int, int]) -> _Item:
+    factor, in_channels, obs_channels = geometry
+    rel = path.name  # seeds follow the file name, as for a `run` over a flat folder
+    seeds = {"operator": image_seed(args.seed, rel, "operator"),
+             "noise": image_seed(args.seed, rel, "noise"),
+             "sample": image_seed(args.seed, rel, "sample", 0)}
+    if args.degrade:
+        x01 = _load(path, "RGB")
+        task = _fit_mask(task, tuple(x01.shape[-2:]), path, args.center_crop)
+        x01 = prepare_clean(x01, factor, args.center_crop, f"`IMAGE`={str(path)!r}")
+        op = _make(task, x01.shape[1:], path, image_generator(args.seed, rel, "operator"))
+        from operators import Degradation, GaussianNoise
+
+        noise = GaussianNoise(args.sigma_y) if args.sigma_y > 0 else None
+        with torch.no_grad():
+            y_model = Degradation(op, noise)(to_model_range(x01),
+                                             generator=[image_generator(args.seed, rel, "noise")])
+        y01 = (y_model + unit_ones(op, x01.shape, x01)) / 2
+        return _Item(path, name, op, y_model, y01, x01, seeds)
+
+    if factor == 0:
+        raise UsageError(f"`--task`={task.name!r}: the restored image's size cannot be inferred from "
+                         "an observation for this operator; use --degrade with a clean image")
+    y01 = _load(path, "L" if obs_channels == 1 else "RGB")
+    task = _fit_mask(task, tuple(y01.shape[-2:]), path, args.center_crop)
+    if args.center_crop is not None:
+        h, w = y01.shape[-2:]
+        if args.center_crop > min(h, w):
+            raise UsageError(f"`IMAGE`={str(path)!r} is {w}×{h} pixels, smaller than "
+                             f"`--center-crop` {args.center_crop}")
+        y01 = center_crop(y01, args.center_crop).contiguous()
+    shape = (in_channels, y01.shape[-2] * factor, y01.shape[-1] * factor)
+    op = _make(task, shape, path, None)
+    expected = tuple(op.output_shape(shape))
+    if expected != tuple(y01.shape[1:]):
+        raise UsageError(f"`IMAGE`={str(path)!r} of shape {tuple(y01.shape[1:])} is not an observation "
+                         f"of `--task`={task.name!r} (that gives {expected} for {shape} images)")
+    with torch.no_grad():
+        y_model = 2 * y01 - unit_ones(op, (1, *shape), y01)
+        range_mask = getattr(op, "range_mask", None)
+        if range_mask is not None:  # unobserved pixels carry no information; keep y in A's range
+            y_model = torch.where(range_mask(), y_model, torch.zeros_like(y_model))
+    return _Item(path, name, op, y_model, y01, None, seeds)
+
+
+def _make(task: Task, shape: Any, path: Path, generator: Any) -> Any:
+    try:
+        return task.make(tuple(shape), generator=generator)
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(f"`IMAGE`={str(path)!r}: `--task`={task.name!r} cannot apply to a "
+                         f"{shape[2]}×{shape[1]} image: {' '.join(str(err).split())}") from err
+
+
+def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: SamplerConfig, prior: Any,
+             device: torch.device) -> None:
+    from tqdm.auto import tqdm
+
+    out = Path(args.out)
+    op = item.op.to(device)
+    y = item.y_model.to(device)
+    start = time.perf_counter()
+    solver = make_solver(sampler, prior, op, y, args.sigma_y)
+    bar = tqdm(total=sampler.budget, desc=item.name, unit="NFE", disable=args.no_progress,
+               leave=False)
+    final, steps = restore_batch(solver, sampler, [image_generator(args.seed, item.path.name,
+                                                                   "sample", 0)],
+                                 callback=lambda n: bar.update(n - bar.n))
+    bar.close()
+    seconds = time.perf_counter() - start
+    x01 = from_model_range(final.detach()).clamp(0, 1).cpu()
+    shown = [(n, from_model_range(img.detach()).clamp(0, 1).cpu()) for n, img in steps]
+
+    files = Outputs()
+    try:
+        written = {"restoration": files.image(x01[0], out / f"{item.name}.png"),
+                   "observation": files.image(item.y01[0].clamp(0, 1), out / f"{item.name}_y.png")}
+        if item.clean01 is not None:
+            written["clean"] = files.image(item.clean01[0], out / f"{item.name}_clean.png")
+            extras = operator_images(item.op)
+            if "mask" in extras and not args.mask:
+                written["mask"] = files.image(extras["mask"][0], out / f"{item.name}_mask.png")
+        picked = pick(shown)
+        pictures = frames([img[0] for _, img in picked], [f"NFE {n}" for n, _ in picked])
+        written["steps_strip"] = files.bytes(strip_bytes(pictures), out / f"{item.name}_steps.png")
+        written["steps_gif"] = files.bytes(gif_bytes(pictures), out / f"{item.name}_steps.gif")
+        if args.save_intermediates:
+            for n, img in shown:
+                files.image(img[0], out / f"{item.name}_steps" / f"nfe{n:04d}.png")
+            written["steps_dir"] = out / f"{item.name}_steps"
+        sidecar = _sidecar(item, args, task, sampler, prior, device, steps, shown, seconds, x01)
+        sidecar["outputs"] = {k: Path(v).name for k, v in written.items()}
+        files.json(sidecar, out / f"{item.name}.json")
+    except BaseException:
+        files.discard()
+        raise
+    print(f"{item.path} -> {out / (item.name + '.png')} ({steps[-1][0]} evaluations, {seconds:.1f} s"
+          + (f", PSNR {sidecar['psnr']:.2f} dB" if sidecar.get("psnr") is not None else "") + ")")
+
+
+def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: SamplerConfig, prior: Any,
+             device: torch.device, steps: list, shown: list, seconds: float,
+             x01: Tensor) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "command": "restore", "version": __version__, "input": str(item.path),
+        **task.describe(), "mask": args.mask, "sigma_y": args.sigma_y,
+        **dataclasses.asdict(sampler), "prior": args.prior, "device": str(device),
+        "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds, "degrade": args.degrade,
+        "center_crop": args.center_crop, "image_shape": list(x01.shape[1:]),
+        "observation_shape": list(item.y01.shape[1:]), "nfe": int(steps[-1][0]),
+        "wall_time_s": round(seconds, 3),
+        "intermediates": [{"nfe": int(n)} for n, _ in steps],
+    }
+    if item.clean01 is not None:
+        q = quality(x01, item.clean01)
+        record.update({k: v[0] for k, v in q.items()})
+        for entry, (_, img) in zip(record["intermediates"], shown):
+            qi = quality(img, item.clean01)
+            entry.update({"psnr": qi["psnr"][0], "ssim": qi["ssim"][0]})
+    return json.loads(json.dumps(record, default=str))
