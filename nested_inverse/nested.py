@@ -148,7 +148,16 @@ class AnytimeRun(Iterator[AnytimeResult]):
     def send(self, command: object) -> AnytimeResult:
         if not self._started and command is not None:
             raise RuntimeError("call next(run) for the first result before sending commands")
-        item = next(self._gen) if not self._started else self._gen.send(command)
+        if not self._started:
+            item = next(self._gen)
+        elif command is None:
+            item = self._gen.send(None)
+        else:
+            try:
+                item = self._gen.send(command)
+            except StopIteration:
+                raise RuntimeError(f"the run has ended; {command!r} must be sent before the "
+                                   "next() that ends it") from None
         self._started = True
         if isinstance(item, Exception):
             raise item
@@ -318,7 +327,9 @@ class NestedSampler:
                 used = state.nfe
                 if deadline_at is not None and used < planned:
                     now = time.perf_counter()
-                    per = DEADLINE_MARGIN * (now - t0) / used
+                    # The measured rate, without the planning margin: a run planned with the
+                    # margin is abandoned only when evaluations slow down by more than it.
+                    per = (now - t0) / used
                     if now + per * (planned - used) > deadline_at:
                         return None, used, now - t0
             return state.x_t, used, time.perf_counter() - t0
