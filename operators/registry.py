@@ -8,6 +8,7 @@ the factory); these are loaded lazily, the first time names are listed or looked
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -204,7 +205,7 @@ def _blur_gauss(image_shape, generator=None, sigma: float = 3.0, size: int | Non
 def _blur_aniso(image_shape, generator=None, sigma_h: float = 1.0, sigma_w: float = 4.0,
                 size: int | None = None, rcond: float = 0.0) -> Blur:
     """Axis-aligned anisotropic Gaussian blur (std `sigma_h` vertically, `sigma_w` horizontally), zero boundary."""
-    size = size if size is not None else 2 * int(torch.tensor(3 * max(sigma_h, sigma_w)).ceil()) + 1
+    size = size if size is not None else 2 * math.ceil(3 * max(sigma_h, sigma_w)) + 1
     return Blur(torch.outer(gaussian_kernel(sigma_h, size), gaussian_kernel(sigma_w, size)),
                 image_shape, rcond)
 
