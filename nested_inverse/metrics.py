@@ -1,11 +1,144 @@
-"""Quality measures: distances between sample sets (and, later, image metrics)."""
+"""Quality measures: image metrics (PSNR, SSIM, optional LPIPS), anytime quality, and the sliced
+Wasserstein distance between sample sets.
+
+Image metrics take ``[B, C, H, W]`` tensors on the scale given by ``data_range`` ([0, 1] by default)
+and return one value per image, ``[B]``.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["sliced_wasserstein"]
+__all__ = ["anytime_quality", "lpips", "lpips_available", "psnr", "sliced_wasserstein", "ssim"]
+
+
+def _pair(x: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
+    if not isinstance(x, Tensor) or not isinstance(ref, Tensor):
+        raise ValueError(f"`x` and `ref` must be tensors, got {type(x).__name__} and "
+                         f"{type(ref).__name__}")
+    if x.dim() != 4 or tuple(x.shape) != tuple(ref.shape):
+        raise ValueError(f"`x` and `ref` must both be [B, C, H, W] of one shape, got "
+                         f"{tuple(x.shape)} and {tuple(ref.shape)}")
+    return x.detach().to(torch.float64), ref.detach().to(device=x.device, dtype=torch.float64)
+
+
+def psnr(x: Tensor, ref: Tensor, data_range: float = 1.0) -> Tensor:
+    r"""Peak signal-to-noise ratio per image: ``10·log10(L² / mean((x − ref)²))`` in dB, ``[B]``.
+
+    ``x, ref: [B, C, H, W]`` on a scale of width ``data_range`` (L). Identical images give ``inf``.
+    Not clamped: clamp ``x`` to the range first if that is what is meant.
+    """
+    a, b = _pair(x, ref)
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device) -> Tensor:
+    g = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(g**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(x: Tensor, ref: Tensor, data_range: float = 1.0, window: int = 11,
+         sigma: float = 1.5) -> Tensor:
+    r"""Structural similarity per image (Wang et al., 2004), ``[B]``.
+
+    ``SSIM = ((2μ_xμ_r + C1)(2σ_xr + C2)) / ((μ_x² + μ_r² + C1)(σ_x² + σ_r² + C2))`` with local
+    statistics under an ``window × window`` Gaussian window (σ = 1.5), ``C1 = (0.01 L)²``,
+    ``C2 = (0.03 L)²``, evaluated where the window fits (no padding) and averaged over positions
+    and channels. Images smaller than the window use the largest odd window that fits.
+
+    References:
+        Wang, Bovik, Sheikh, Simoncelli, "Image Quality Assessment: From Error Visibility to
+        Structural Similarity", IEEE TIP 2004.
+    """
+    a, b = _pair(x, ref)
+    size = min(window, a.shape[-1], a.shape[-2])
+    size -= 1 - size % 2
+    g = _gaussian_window(size, sigma, a.dtype, a.device)
+    c = a.shape[1]
+    # Separable filtering, one channel at a time (groups = C).
+    kh = g.view(1, 1, size, 1).repeat(c, 1, 1, 1)
+    kw = g.view(1, 1, 1, size).repeat(c, 1, 1, 1)
+
+    def blur(z: Tensor) -> Tensor:
+        return F.conv2d(F.conv2d(z, kh, groups=c), kw, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return (num / den).flatten(1).mean(1)
+
+
+def anytime_quality(curve: Iterable[tuple[int, float | Tensor]], total_nfe: int) -> float | Tensor:
+    r"""Expected quality of a run stopped at a uniformly random moment of its budget.
+
+    ``Q = (1/N) Σ_{n=1}^{N} q(latest result with nfe ≤ n)`` for a budget of ``N = total_nfe``
+    evaluations, ``curve`` holding ``(nfe, quality)`` of every result in the order they became
+    available, ``A†y`` at 0 evaluations included (required: before the first evaluation something
+    must be shown). Among results at one nfe the last counts. Qualities may be floats or per-image
+    tensors ``[B]`` (the answer then is ``[B]``). Results after ``N`` evaluations are ignored.
+    """
+    points = [(int(n), q) for n, q in curve]
+    if isinstance(total_nfe, bool) or not isinstance(total_nfe, int) or total_nfe < 1:
+        raise ValueError(f"`total_nfe` must be an integer >= 1, got {total_nfe!r}")
+    if not points or min(n for n, _ in points) > 0:
+        raise ValueError("`curve` must contain a result at 0 evaluations (A†y), got nfe values "
+                         f"{[n for n, _ in points]}")
+    if any(b[0] < a[0] for a, b in zip(points, points[1:])):
+        raise ValueError(f"`curve` must be in the order results became available (nfe "
+                         f"non-decreasing), got {[n for n, _ in points]}")
+    total, current, j = 0.0, None, 0
+    for n in range(1, total_nfe + 1):
+        while j < len(points) and points[j][0] <= n:
+            current, j = points[j][1], j + 1
+        total = total + current
+    return total / total_nfe
+
+
+_LPIPS_NETS: dict = {}
+
+
+def lpips_available(net: str = "alex") -> bool:
+    """Whether :func:`lpips` can run offline: the ``lpips`` package and its backbone weights exist
+    locally (nothing is ever downloaded)."""
+    try:
+        import lpips as _lp  # noqa: F401
+    except ImportError:
+        return False
+    files = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
+             "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+    ckpt = os.path.join(torch.hub.get_dir(), "checkpoints", files.get(net, ""))
+    return os.path.isfile(ckpt)
+
+
+def lpips(x: Tensor, ref: Tensor, net: str = "alex") -> Tensor:
+    r"""LPIPS distance per image (Zhang et al., 2018, arXiv 1801.03924), ``[B]``; images in [0, 1].
+
+    Optional: needs the ``lpips`` package and its backbone weights already on disk
+    (:func:`lpips_available`); raises ``RuntimeError`` otherwise rather than downloading.
+    """
+    if not lpips_available(net):
+        raise RuntimeError(f"LPIPS ({net}) is unavailable offline: install the `lpips` package "
+                           "and place its backbone weights in the torch hub cache "
+                           f"({torch.hub.get_dir()}/checkpoints)")
+    import lpips as _lp
+
+    a, b = _pair(x, ref)
+    if net not in _LPIPS_NETS:
+        _LPIPS_NETS[net] = _lp.LPIPS(net=net, verbose=False).eval()
+    model = _LPIPS_NETS[net].to(a.device)
+    with torch.no_grad():
+        return model(a.float() * 2 - 1, b.float() * 2 - 1).flatten().to(torch.float64)
 
 
 def sliced_wasserstein(
