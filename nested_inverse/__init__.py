@@ -63,3 +63,8 @@ __all__ += [
     "Stop",
     "restore",
 ]
+
+# Inverse-problem solvers (issue 4).
+from .solvers import DDRM  # noqa: E402
+
+__all__ += ["DDRM"]

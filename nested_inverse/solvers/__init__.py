@@ -3,6 +3,7 @@
 from .base import Solver, SolverState, ddim_step
 from .ddnm import DDNM
 from .ddim import DDIM
+from .ddrm import DDRM
 from .exact import ExactPosterior
 
-__all__ = ["DDIM", "DDNM", "ExactPosterior", "Solver", "SolverState", "ddim_step"]
+__all__ = ["DDIM", "DDNM", "DDRM", "ExactPosterior", "Solver", "SolverState", "ddim_step"]

@@ -90,8 +90,20 @@ class Solver(ABC):
         self.y = y
         self.sigma_y = sigma_y
         self.alphas_cumprod = torch.as_tensor(prior.alphas_cumprod, dtype=torch.float64).cpu()
-        with torch.no_grad():
-            self.y_pinv = operator.pinv(y)
+        image_shape = getattr(operator, "image_shape", None)
+        if image_shape is not None:  # check before pinv, which would fail with a shape error
+            expected = tuple(operator.output_shape((y.shape[0], *image_shape)))
+            if expected != tuple(y.shape):
+                raise ValueError(
+                    f"`y` has shape {tuple(y.shape)} but the operator maps images of shape "
+                    f"{(y.shape[0], *image_shape)} to {expected}"
+                )
+        try:
+            with torch.no_grad():
+                self.y_pinv = operator.pinv(y)
+        except RuntimeError as err:
+            raise ValueError(f"`y` of shape {tuple(y.shape)} does not fit the operator "
+                             f"{type(operator).__name__}: {err}") from err
         expected = tuple(operator.output_shape(tuple(self.y_pinv.shape)))
         if expected != tuple(y.shape):
             raise ValueError(

@@ -1,0 +1,214 @@
+"""Properties every solver shares (shapes, determinism, batch independence, errors), plus exact
+answers that single out each method."""
+
+import math
+
+import pytest
+import torch
+
+import operators
+from nested_inverse import GaussianMixturePrior
+from nested_inverse.solvers import DDNM, DDRM
+
+SOLVERS = [DDRM, DDNM]
+
+
+def small_gmm(generator, k=4, d=16, event_shape=(1, 4, 4)):
+    weights = torch.rand(k, generator=generator, dtype=torch.float64) + 0.2
+    means = torch.randn(k, d, generator=generator, dtype=torch.float64)
+    roots = 0.3 * torch.randn(k, d, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
+    covs = roots @ roots.transpose(-1, -2) + 0.02 * torch.eye(d, dtype=torch.float64)
+    return GaussianMixturePrior(weights, means, covs, event_shape)
+
+
+@pytest.fixture
+def problem(generator):
+    prior = small_gmm(generator)
+    op = operators.MatrixOperator(torch.randn(6, 16, generator=generator, dtype=torch.float64),
+                                  (1, 4, 4))
+    x = prior.sample(3, generator)
+    return prior, op, x, op(x)
+
+
+def gens(*seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+class FlatOperator(operators.LinearOperator):
+    """A forward-only user operator: no SVD, adjoint by autograd, pinv by CG."""
+
+    def __init__(self, matrix):
+        super().__init__((1, 4, 4))
+        self.matrix = matrix
+
+    def forward(self, x):
+        return x.flatten(1) @ self.matrix.to(x).T
+
+
+# ------------------------------------------------------------------------------------ shared
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_same_generators_same_output_and_batch_independence(cls, problem):
+    prior, op, _, y = problem
+    solver = cls(prior, op, y, sigma_y=0.02)
+    a = solver.sample(steps=4, generator=gens(1, 2, 3))
+    b = solver.sample(steps=4, generator=gens(1, 2, 3))
+    assert a.shape == y.shape[:1] + (1, 4, 4)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Image 1 alone, with its own generator, gives what it gave inside the batch of 3.
+    alone = cls(prior, op, y[1:2], sigma_y=0.02).sample(steps=4, generator=gens(2))
+    torch.testing.assert_close(alone, a[1:2], rtol=0, atol=1e-12)
+    # A different generator for image 1 changes only image 1.
+    c = solver.sample(steps=4, generator=gens(1, 7, 3))
+    torch.testing.assert_close(c[[0, 2]], a[[0, 2]], rtol=0, atol=1e-12)
+    assert not torch.allclose(c[1], a[1])
+
+
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_states_count_evaluations_and_end_at_the_result(cls, problem):
+    prior, op, _, y = problem
+    states = list(cls(prior, op, y).iterate(steps=5, generator=torch.Generator().manual_seed(0)))
+    assert [s.nfe for s in states] == [1, 2, 3, 4, 5]
+    assert [s.vjp for s in states] == [0] * 5
+    assert states[-1].t == -1
+    torch.testing.assert_close(states[-1].x_t, states[-1].x0_hat)
+    assert all(torch.isfinite(s.x_t).all() and torch.isfinite(s.x0_hat).all() for s in states)
+
+
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_noiseless_result_is_consistent_with_y(cls, problem):
+    prior, op, _, y = problem
+    x0 = cls(prior, op, y).sample(steps=5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(op(x0), y, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_inner_use_from_a_given_state(cls, problem):
+    prior, op, x, y = problem
+    t = 300
+    a = float(prior.alphas_cumprod[t])
+    g = torch.Generator().manual_seed(0)
+    x_t = math.sqrt(a) * x + math.sqrt(1 - a) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+    states = list(cls(prior, op, y).iterate(x_t=x_t, t_start=t, steps=3, generator=g))
+    assert [s.t for s in states] == [150, 1, -1]
+    torch.testing.assert_close(op(states[-1].x_t), y, rtol=0, atol=1e-9)
+    # (x_t, t) of any state is a valid restart point.
+    again = cls(prior, op, y).sample(x_t=states[0].x_t, t_start=states[0].t, steps=2,
+                                     generator=torch.Generator().manual_seed(0))
+    assert again.shape == x.shape
+
+
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_float32_batches(cls, problem):
+    prior, op, _, y = problem
+    x0 = cls(prior, op, y.float(), sigma_y=0.05).sample(steps=3, generator=torch.Generator())
+    assert x0.dtype == torch.float32 and x0.shape == (3, 1, 4, 4)
+    assert torch.isfinite(x0).all()
+
+
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_per_image_masks(cls, generator):
+    """Inpainting with one mask per image: per-image singulars ``[B, N]``."""
+    prior = small_gmm(generator, d=16, event_shape=(1, 4, 4))
+    mask = torch.rand(2, 1, 4, 4, generator=generator) > 0.5
+    op = operators.Inpainting(mask, image_shape=(1, 4, 4))
+    x = prior.sample(2, generator)
+    y = op(x)
+    x0 = cls(prior, op, y).sample(steps=4, generator=gens(0, 1))
+    torch.testing.assert_close(x0[mask], x[mask], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_image_size_not_a_multiple_of_eight(cls):
+    """A tiny random UNet through DiffusionPrior's padding, on a 3×36×44 image."""
+    from diffusers import UNet2DModel
+
+    from nested_inverse import DiffusionPrior
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 8, 8, 8),
+                       layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D",) * 4,
+                       up_block_types=("UpBlock2D",) * 4)
+    prior = DiffusionPrior(unet, {"beta_schedule": "linear", "clip_sample": True})
+    op = operators.make("sr4", image_shape=(3, 36, 44))
+    y = op(torch.rand(1, 3, 36, 44) * 2 - 1)
+    x0 = cls(prior, op, y, sigma_y=0.01).sample(steps=2, generator=torch.Generator())
+    assert x0.shape == (1, 3, 36, 44) and torch.isfinite(x0).all()
+
+
+@pytest.mark.parametrize("cls", SOLVERS)
+def test_bad_input_is_reported(cls, problem):
+    prior, op, _, y = problem
+    with pytest.raises(ValueError, match="shape"):
+        cls(prior, op, y[:, :5])
+    with pytest.raises(ValueError, match="sigma_y"):
+        cls(prior, op, y, sigma_y=-0.1)
+    bad = y.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        cls(prior, op, bad)
+    solver = cls(prior, op, y)
+    with pytest.raises(ValueError, match="steps"):
+        solver.sample(steps=0)
+    with pytest.raises(ValueError, match="t_start"):
+        solver.sample(t_start=1000)
+    with pytest.raises(ValueError, match="t_start"):
+        solver.sample(x_t=torch.zeros(3, 1, 4, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match="bogus"):
+        cls(prior, op, y, bogus=1)
+    with pytest.raises(ValueError, match="eta"):
+        cls(prior, op, y, eta=1.5)
+
+
+# -------------------------------------------------------------------------------------- DDRM
+def test_ddrm_without_svd_names_the_operator_and_alternatives(problem):
+    prior, op, _, y = problem
+    flat = FlatOperator(op.matrix)
+    with pytest.raises(ValueError, match="FlatOperator.*DDNM"):
+        DDRM(prior, flat, y)
+
+
+def test_ddrm_spectral_initialisation(generator):
+    """From noise, observed components of x̄_T = Vᵀx_T/√ᾱ_T start at ȳ plus the missing noise."""
+    prior = small_gmm(generator)
+    op = operators.MatrixOperator(torch.randn(4, 16, generator=generator, dtype=torch.float64),
+                                  (1, 4, 4))
+    sigma_y = 0.4  # 2σ_y/s_i exceeds σ_t = √((1−ᾱ)/ᾱ) at t = 50 for the smaller singulars
+    y = op(prior.sample(1, generator)).expand(20000, -1)
+    solver = DDRM(prior, op, y, sigma_y=sigma_y)
+    t = 50
+    a = float(prior.alphas_cumprod[t])
+    x_bar = solver.svd.Vt(solver.initial_state(t, generator)) / math.sqrt(a)
+    sig = math.sqrt((1 - a) / a)
+    s = solver.svd.singulars[0]
+    noise = 2 * sigma_y / s[:4]
+    missing = (sig**2 - noise**2).clamp_min(0)
+    assert (missing == 0).any() and (missing > 0).any()
+    mean = torch.where(missing > 0, solver.y_bar[0, :4], 0.0)
+    std = torch.where(missing > 0, missing.sqrt(), sig)
+    torch.testing.assert_close(x_bar[:, :4].mean(0), mean, atol=4 * sig / 141, rtol=0)
+    torch.testing.assert_close(x_bar[:, :4].std(0), std, rtol=0.03, atol=0)
+    torch.testing.assert_close(x_bar[:, 4:].std(0), torch.full((12,), sig, dtype=torch.float64),
+                               rtol=0.03, atol=0)
+
+
+def test_ddrm_is_exact_for_an_isotropic_gaussian_with_eta_zero(generator):
+    """For ``N(μ, c I)`` the posterior factorises over V's components, so deterministic DDRM
+    (η = 0, η_b = 1) converges to it as steps grow; η > 0 re-draws a share η of each step's
+    noise afresh (relative to σ_s, not DDPM's step variance), which leaves too little variance."""
+    from nested_inverse.metrics import sliced_wasserstein
+
+    prior = GaussianMixturePrior(torch.ones(1), torch.randn(1, 16, generator=generator,
+                                                            dtype=torch.float64),
+                                 0.3 * torch.eye(16, dtype=torch.float64)[None], (1, 4, 4))
+    op = operators.MatrixOperator(torch.randn(4, 16, generator=generator, dtype=torch.float64),
+                                  (1, 4, 4))
+    y = op(prior.sample(1, generator))
+    post = prior.posterior_sample(op, y, 0.0, generator=generator, n=1000)
+    sw = {
+        steps: sliced_wasserstein(
+            DDRM(prior, op, y.expand(1000, -1), eta=0.0).sample(steps=steps, generator=generator),
+            post, generator=torch.Generator().manual_seed(0))
+        for steps in (5, 100)
+    }
+    assert sw[100] < 0.6 * sw[5]
+    assert sw[100] < 0.06
