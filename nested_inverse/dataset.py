@@ -167,7 +167,9 @@ class Task:
                                  "image (C, H, W); the command line needs image-shaped observations")
             factor = size // out[1] if out[1] and size % out[1] == 0 and out[1] == out[2] else 0
             return factor, 3, int(out[0])
-        raise UsageError(f"`--task`={self.name!r} with {self.params or 'no parameters'} cannot be built: "
+        given = " with `--task-arg` " + " ".join(f"{k}={v!r}" for k, v in self.params.items()) \
+            if self.params else ""
+        raise UsageError(f"`--task`={self.name!r}{given} cannot be built: "
                          f"{errors[0] if errors else 'unknown error'}")
 
     def describe(self) -> dict[str, Any]:

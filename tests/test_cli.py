@@ -1,0 +1,248 @@
+"""The ``nested-inverse`` command line end to end, with the bundled prior on tiny images.
+
+Most tests call ``main([...])`` in-process (the prior is loaded once per process); one runs the
+console script in a subprocess. Every restoration here costs 4 network evaluations on ≤ 32 px.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nested_inverse import bundled_image, save_image
+from nested_inverse.cli import main
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on shared CPUs, threads that wait for each other cost far more than they give."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+FAST = ["--outer", "2", "--inner", "2", "--method", "ddnm", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("images")
+    paths = {"coffee": root / "coffee.png", "small": root / "small.png", "tiny": root / "tiny.png"}
+    save_image(bundled_image("coffee", 32), paths["coffee"])
+    save_image(bundled_image("astronaut", 8), paths["small"])  # an 8 × 8 observation for sr4
+    save_image(bundled_image("chelsea", 4), paths["tiny"])
+    paths["text"] = root / "notes.png"
+    paths["text"].write_text("this is not an image")
+    half = torch.ones(1, 1, 32, 32)
+    half[..., 16:] = 0
+    paths["mask"] = root / "mask.png"
+    save_image(half, paths["mask"])
+    paths["mask16"] = root / "mask16.png"
+    save_image(torch.ones(1, 1, 16, 16), paths["mask16"])
+    return paths
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert ": error: " in err
+    return err
+
+
+# ---- restore -------------------------------------------------------------------------------------
+
+
+def test_restore_degrade_writes_restoration_steps_and_sidecar(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--sigma-y", "0.02",
+               "--out", str(out), "--save-intermediates", *FAST])
+    assert rc == 0
+    assert "coffee.png (4 evaluations" in capsys.readouterr().out
+    assert _size(out / "coffee.png") == (32, 32)
+    assert _size(out / "coffee_y.png") == (8, 8)
+    assert _size(out / "coffee_clean.png") == (32, 32)
+    with Image.open(out / "coffee_steps.gif") as gif:
+        assert gif.n_frames == 3  # A†y, then after each of the 2 outer steps
+    assert _size(out / "coffee_steps.png")[0] > 3 * 32
+    assert sorted(p.name for p in (out / "coffee_steps").iterdir()) == [
+        "nfe0000.png", "nfe0002.png", "nfe0004.png"]
+    meta = json.loads((out / "coffee.json").read_text())
+    assert meta["task"] == "sr4" and meta["sigma_y"] == 0.02 and meta["method"] == "ddnm"
+    assert (meta["outer"], meta["inner"], meta["nfe"], meta["seed"]) == (2, 2, 4, 0)
+    assert meta["degrade"] is True and meta["wall_time_s"] > 0
+    assert 10 < meta["psnr"] < 60 and 0 < meta["ssim"] <= 1
+    assert [s["nfe"] for s in meta["intermediates"]] == [0, 2, 4]
+    assert meta["outputs"]["restoration"] == "coffee.png"
+    assert not list(out.rglob(".*.tmp"))
+
+    # Same seed, same result; another seed, another sample.
+    again, other = tmp_path / "again", tmp_path / "other"
+    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--sigma-y", "0.02",
+                 "--out", str(again), *FAST]) == 0
+    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--sigma-y", "0.02",
+                 "--out", str(other), "--seed", "1", *FAST]) == 0
+    first = np.asarray(Image.open(out / "coffee.png"), dtype=int)
+    assert np.abs(first - np.asarray(Image.open(again / "coffee.png"), dtype=int)).max() <= 1
+    assert not np.array_equal(first, np.asarray(Image.open(other / "coffee.png")))
+
+
+def test_restore_an_observation_super_resolves_it(images, tmp_path):
+    out = tmp_path / "sr"
+    assert main(["restore", str(images["small"]), "--task", "sr4", "--out", str(out), *FAST]) == 0
+    assert _size(out / "small.png") == (32, 32)
+    meta = json.loads((out / "small.json").read_text())
+    assert meta["degrade"] is False and meta["image_shape"] == [3, 32, 32]
+    assert meta["observation_shape"] == [3, 8, 8] and "psnr" not in meta
+
+
+def test_restore_inpaints_with_a_mask_file(images, tmp_path):
+    out = tmp_path / "inpaint"
+    assert main(["restore", str(images["coffee"]), "--mask", str(images["mask"]), "--out", str(out),
+                 *FAST]) == 0
+    x = np.asarray(Image.open(out / "coffee.png"), dtype=int)
+    y = np.asarray(Image.open(images["coffee"]), dtype=int)
+    # Noiseless inpainting keeps the observed (white) half exactly.
+    assert np.abs(x[:, :16] - y[:, :16]).max() <= 1
+    assert json.loads((out / "coffee.json").read_text())["task"] == "inpaint-mask"
+
+
+def test_custom_operator_by_module_path(images, tmp_path, monkeypatch):
+    (tmp_path / "my_cli_ops.py").write_text(
+        "import operators\n\n"
+        "def make_op(image_shape, generator=None, factor=4):\n"
+        "    '''Box downsampling by `factor`.'''\n"
+        "    return operators.BoxDownsample(factor, image_shape)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "custom"
+    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "my_cli_ops:make_op",
+                 "--task-arg", "factor=2", "--out", str(out), *FAST]) == 0
+    assert _size(out / "coffee_y.png") == (16, 16)
+    meta = json.loads((out / "coffee.json").read_text())
+    assert meta["task"] == "my_cli_ops:make_op" and meta["task_args"] == {"factor": 2}
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("unknown-task", "`--task`='sr5' is not a known operator; available: "),
+    ("too-small", "smaller than the task needs (at least 8×8)"),
+    ("not-an-image", "is not a readable image"),
+    ("missing-image", "no such file"),
+    ("mask-size", "`--mask` is 16×16 pixels but"),
+    ("unwritable-out", "cannot be written"),
+    ("vanilla-and-outer", "`--vanilla` runs the solver alone"),
+    ("bad-task-arg", "`--task-arg` sigma=2"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(images, tmp_path, capsys, case, expect):
+    out = tmp_path / "out"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = {
+        "unknown-task": [str(images["coffee"]), "--task", "sr5"],
+        "too-small": [str(images["tiny"]), "--degrade", "--task", "sr8"],
+        "not-an-image": [str(images["text"]), "--task", "sr4"],
+        "missing-image": [str(tmp_path / "nope.png"), "--task", "sr4"],
+        "mask-size": [str(images["coffee"]), "--mask", str(images["mask16"])],
+        "unwritable-out": [str(images["coffee"]), "--task", "sr4", "--degrade"],
+        "vanilla-and-outer": [str(images["coffee"]), "--task", "sr4", "--vanilla"],
+        "bad-task-arg": [str(images["coffee"]), "--task", "sr4", "--task-arg", "sigma=2"],
+    }[case]
+    target = blocker / "sub" if case == "unwritable-out" else out
+    rc = main(["restore", *argv, "--out", str(target), *FAST])
+    assert rc == 2
+    err = _one_line_error(capsys)
+    assert expect in err
+    if case == "unknown-task":
+        assert "inpaint-box" in err and "sr4" in err
+    assert not out.exists() and not (blocker / "sub").exists()
+
+
+# ---- run, degrade, operators ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "dataset"
+    save_image(bundled_image("coffee", 32), root / "coffee.png")
+    save_image(bundled_image("astronaut", 32), root / "more" / "astronaut.png")
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    return root
+
+
+def test_run_scores_a_folder_skips_corrupt_files_and_resumes(folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", str(folder), "--task", "sr4", "--sigma-y", "0.01", "--out", str(out),
+            "--batch-size", "2", *FAST]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "2/3 images done (2 now, 0 earlier), 1 failed" in captured.out
+    assert "PSNR" in captured.out and "SSIM" in captured.out
+    assert "skipped corrupt.png" in captured.err
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == ["coffee.png", "more/astronaut.png"]
+    assert all(float(r["psnr"]) > 10 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == 1 and summary["failures"][0]["image"] == "corrupt.png"
+    assert summary["nfe"] == 4 and summary["images_per_s"] > 0
+    metrics = (out / "metrics.csv").read_text()
+
+    assert main(argv) == 0  # resume: nothing left to restore
+    assert "2/3 images done (0 now, 2 earlier)" in capsys.readouterr().out
+    assert (out / "metrics.csv").read_text() == metrics
+
+    assert main([*argv[:-len(FAST)], "--outer", "3", "--inner", "1", "--method", "ddnm"]) == 2
+    assert "differs in: inner, outer" in _one_line_error(capsys)
+
+
+def test_run_exits_non_zero_when_no_image_succeeds(tmp_path, capsys):
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "a.png").write_text("nope")
+    assert main(["run", str(root), "--task", "sr4", "--out", str(tmp_path / "o"), *FAST]) == 1
+    assert "0/1 images done" in capsys.readouterr().out
+
+
+def test_degrade_writes_observations_and_masks(folder, tmp_path, capsys):
+    out = tmp_path / "deg"
+    assert main(["degrade", str(folder), "--task", "inpaint-box", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert _size(out / "observed" / "coffee.png") == (32, 32)
+    assert np.load(out / "observed" / "more" / "astronaut.npy").shape == (3, 32, 32)
+    mask = np.asarray(Image.open(out / "masks" / "coffee.png"))
+    assert set(np.unique(mask)) == {0, 255}
+    assert "1 failed" in capsys.readouterr().out
+
+
+def test_operators_lists_names_and_parameters(capsys):
+    assert main(["operators"]) == 0
+    listing = capsys.readouterr().out
+    assert "sr4:" in listing and "blur-gauss:" in listing and "sigma=3.0" in listing
+
+
+def test_console_script_reports_errors_in_one_line(tmp_path):
+    exe = shutil.which("nested-inverse")
+    cmd = [exe] if exe else [sys.executable, "-m", "nested_inverse"]
+    proc = subprocess.run([*cmd, "restore", str(tmp_path / "missing.png"), "--task", "sr4",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"nested-inverse restore: error: `IMAGE`={str(tmp_path / 'missing.png')!r}: no such file"]
