@@ -2,8 +2,9 @@
 
 Two boundaries, chosen by the kernel:
 
-- separable (rank-1) kernels, ``k = k_h k_wᵀ``: **zero** boundary. Each axis is a ``[H, H]`` (``[W, W]``)
-  Toeplitz matrix, so the SVD is exact and costs two small matrix products (:class:`operators.Separable`).
+- separable (rank-1) kernels, ``k = k_h k_wᵀ``: **zero** boundary. Each axis is a ``[H, H]``
+  (``[W, W]``) Toeplitz matrix, so the SVD is exact and costs two small matrix products
+  (:class:`operators.Separable`).
 - any other kernel (motion blur, a user's kernel): **circular** boundary, applied by FFT. The SVD is
   the real Fourier basis with singular values ``|k̂|``; the pseudo-inverse divides by ``k̂`` where
   ``|k̂| > rcond·max|k̂|`` and is zero elsewhere.

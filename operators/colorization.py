@@ -69,8 +69,8 @@ class Colorization(LinearOperator):
             raise ValueError(f"colorization needs one weight per channel: `image_shape` has {C} "
                              f"channels but `weights` has {w.numel()}")
         if C < 2:
-            raise ValueError(f"colorization maps C >= 2 channels to gray; `image_shape` {self.image_shape} "
-                             "has 1 channel (use 'denoise' for gray images)")
+            raise ValueError(f"colorization maps C >= 2 channels to gray; `image_shape` "
+                             f"{self.image_shape} has 1 channel (use 'denoise' for gray images)")
         if not torch.isfinite(w).all() or not (w != 0).any():
             raise ValueError(f"`weights` must be finite and not all zero, got {w.tolist()}")
         self.register_buffer("weights", w)
@@ -98,7 +98,7 @@ class Colorization(LinearOperator):
         return self.weights.to(y).view(1, -1, 1, 1) * y
 
     def pinv(self, y: Tensor) -> Tensor:
-        return self.adjoint(y) / self.weights.square().sum().item()
+        return self.adjoint(y) / self.weights.to(y).square().sum()
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(s) for s in input_shape)

@@ -33,7 +33,7 @@ class GaussianNoise(nn.Module):
 
     def __init__(self, sigma: float) -> None:
         super().__init__()
-        if not (isinstance(sigma, (int, float)) and sigma >= 0 and sigma == sigma and sigma < float("inf")):
+        if not (isinstance(sigma, (int, float)) and 0 <= sigma < float("inf")):
             raise ValueError(f"`sigma` must be a finite number >= 0 on the [0, 1] image scale "
                              f"(0.05 = 5 %), got {sigma!r}")
         self.sigma = float(sigma)
@@ -72,7 +72,8 @@ class PoissonNoise(nn.Module):
     def __init__(self, rate: float) -> None:
         super().__init__()
         if not (isinstance(rate, (int, float)) and 0 < rate < float("inf")):
-            raise ValueError(f"`rate` must be a finite number > 0 (photons per white pixel), got {rate!r}")
+            raise ValueError(f"`rate` must be a finite number > 0 (photons per white pixel), "
+                             f"got {rate!r}")
         self.rate = float(rate)
 
     def forward(self, y: Tensor, generator: Generators = None) -> Tensor:

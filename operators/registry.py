@@ -57,7 +57,8 @@ def register(
     if not callable(factory):
         raise ValueError(f"`factory` for {name!r} must be callable, got {type(factory).__name__}")
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"operator {name!r} is already registered; pass `overwrite=True` to replace it")
+        raise ValueError(f"operator {name!r} is already registered; pass `overwrite=True` to "
+                         "replace it")
     if description is None:
         description = (inspect.getdoc(factory) or "").strip().split("\n")[0].rstrip(".")
     _REGISTRY[name] = _Entry(factory, description)
@@ -88,7 +89,9 @@ def _entry(name: str) -> _Entry:
         try:
             factory = ep.load()
         except Exception as error:  # a broken plug-in must say which one it is
-            raise ValueError(f"plug-in operator {name!r} ({ep.value}) failed to load: {error}") from error
+            raise ValueError(
+                f"plug-in operator {name!r} ({ep.value}) failed to load: {error}"
+            ) from error
         register(name, factory)
     if name not in _REGISTRY:
         raise ValueError(f"unknown operator {name!r}; available: {', '.join(available())}")
@@ -183,7 +186,8 @@ def _register_sr(factor: int) -> None:
     def bicubic(image_shape, generator=None, a: float = -0.5) -> BicubicDownsample:
         return BicubicDownsample(factor, image_shape, a)
 
-    register(f"sr{factor}", box, f"{factor}x super-resolution, box averaging of {factor}x{factor} blocks")
+    register(f"sr{factor}", box,
+             f"{factor}x super-resolution, box averaging of {factor}x{factor} blocks")
     register(f"sr{factor}-bicubic", bicubic,
              f"{factor}x super-resolution, bicubic (Keys a=-0.5) antialiased downsampling, "
              "reflective boundary")
@@ -204,7 +208,7 @@ def _blur_gauss(image_shape, generator=None, sigma: float = 3.0, size: int | Non
 @register("blur-aniso")
 def _blur_aniso(image_shape, generator=None, sigma_h: float = 1.0, sigma_w: float = 4.0,
                 size: int | None = None, rcond: float = 0.0) -> Blur:
-    """Axis-aligned anisotropic Gaussian blur (std `sigma_h` vertically, `sigma_w` horizontally), zero boundary."""
+    """Axis-aligned Gaussian blur, std `sigma_h` (vertical) and `sigma_w` px, zero boundary."""
     size = size if size is not None else 2 * math.ceil(3 * max(sigma_h, sigma_w)) + 1
     return Blur(torch.outer(gaussian_kernel(sigma_h, size), gaussian_kernel(sigma_w, size)),
                 image_shape, rcond)

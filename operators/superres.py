@@ -126,7 +126,8 @@ class BicubicDownsample(Separable):
     Example:
         >>> import torch, operators
         >>> op = operators.BicubicDownsample(2, (1, 8, 8))
-        >>> torch.allclose(op(torch.ones(1, 1, 8, 8, dtype=torch.float64)), torch.ones(1, 1, 4, 4, dtype=torch.float64))
+        >>> ones = torch.ones(1, 1, 8, 8, dtype=torch.float64)
+        >>> torch.allclose(op(ones), ones[..., :4, :4])  # rows of the matrix sum to 1
         True
     """
 
