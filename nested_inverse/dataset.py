@@ -35,6 +35,7 @@ import ast
 import csv
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -211,17 +212,20 @@ def resolve_task(spec: str | None, params: Mapping[str, Any] | None = None,
     return Task(spec, None, params)
 
 
-def _check_params(spec: str, factory: Callable[..., Any], params: Mapping[str, Any]) -> None:
+def _check_params(spec: str, factory: Callable[..., Any], params: Mapping[str, Any],
+                  skip: Sequence[str] = ("image_shape", "generator"), what: str = "--task-arg") -> None:
+    """Unknown keyword parameters are reported, naming the accepted ones, not passed on blindly."""
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
         return
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return
-    accepted = [k for k in sig.parameters if k not in ("image_shape", "generator")]
+    accepted = [k for k, p in sig.parameters.items()
+                if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY)]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise UsageError(f"`--task-arg` {', '.join(unknown)} not accepted by {spec!r}; it accepts: "
+        raise UsageError(f"`{what}` {', '.join(unknown)} not accepted by {spec!r}; it accepts: "
                          f"{', '.join(accepted) or 'none'}")
 
 
@@ -271,6 +275,23 @@ class SamplerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"`--{name}`={value!r} must be an integer >= 1")
+
+    def solver_class(self) -> type:
+        """The solver class ``method`` selects; :class:`UsageError` when it is not installed or does
+        not take ``method_args``, so that a run fails before it writes anything."""
+        from .restore import METHODS as table
+
+        module, name = table[self.method]
+        try:
+            cls = getattr(importlib.import_module(f"{__package__}.solvers.{module}"), name)
+        except (ImportError, AttributeError) as err:
+            have = [m for m, (mod, _) in table.items() if importlib.util.find_spec(
+                f"{__package__}.solvers.{mod}") is not None]
+            raise UsageError(f"`--method`={self.method!r} is not available in this installation; "
+                             f"available: {', '.join(have)}") from err
+        _check_params(self.method, cls.__init__, self.method_args,
+                      skip=("self", "prior", "operator", "y", "sigma_y"), what="--method-arg")
+        return cls
 
     @property
     def budget(self) -> int:
@@ -503,9 +524,10 @@ def quality(x01: Tensor, ref01: Tensor) -> dict[str, float | None]:
     x = x01.detach().to(torch.float64).clamp(0, 1).cpu()
     ref = ref01.detach().to(torch.float64).clamp(0, 1).cpu()
     out: dict[str, Any] = {}
+    lpips_ok = getattr(metrics, "lpips_available", lambda: False)()
     for name in ("psnr", "ssim", "lpips"):
         fn = getattr(metrics, name, None)
-        if fn is None:
+        if fn is None or (name == "lpips" and not lpips_ok):
             out[name] = [None] * x.shape[0]
             continue
         try:
@@ -660,6 +682,8 @@ def run_dataset(
     restoring = prior is not None
     if restoring and sampler is None:
         sampler = SamplerConfig()
+    if restoring:
+        sampler.solver_class()
     for name, value, low in (("--samples", samples, 1), ("--batch-size", batch_size, 1),
                              ("--limit", limit if limit is not None else 1, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -783,7 +807,12 @@ def _pin_settings(out: Path, settings: Mapping[str, Any]) -> None:
 
 
 def _load_clean(path: Path, factor: int, crop: int | None, rel: str) -> Tensor:
-    return prepare_clean(load_image(path, mode="RGB"), factor, crop, rel)
+    try:
+        x = load_image(path, mode="RGB")
+    except ValueError as err:
+        cause = " ".join(str(err.__cause__ or "").replace(str(path), "").split()).strip(" '\"")
+        raise UsageError(f"not a readable image file{f' ({cause})' if cause else ''}") from err
+    return prepare_clean(x, factor, crop, rel)
 
 
 def _groupby(order: list[int], shapes: Mapping[int, tuple[int, ...]]) -> Iterator[tuple[tuple, list[int]]]:

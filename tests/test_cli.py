@@ -149,6 +149,7 @@ def test_custom_operator_by_module_path(images, tmp_path, monkeypatch):
     ("unwritable-out", "cannot be written"),
     ("vanilla-and-outer", "`--vanilla` runs the solver alone"),
     ("bad-task-arg", "`--task-arg` sigma=2"),
+    ("bad-method-arg", "`--method-arg` etta not accepted by 'ddnm'; it accepts: eta"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(images, tmp_path, capsys, case, expect):
     out = tmp_path / "out"
@@ -163,6 +164,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(images, tmp_path, capsy
         "unwritable-out": [str(images["coffee"]), "--task", "sr4", "--degrade"],
         "vanilla-and-outer": [str(images["coffee"]), "--task", "sr4", "--vanilla"],
         "bad-task-arg": [str(images["coffee"]), "--task", "sr4", "--task-arg", "sigma=2"],
+        "bad-method-arg": [str(images["coffee"]), "--task", "sr4", "--method-arg", "etta=1"],
     }[case]
     target = blocker / "sub" if case == "unwritable-out" else out
     rc = main(["restore", *argv, "--out", str(target), *FAST])

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .. import __version__
 from ..dataset import (Outputs, SamplerConfig, Task, UsageError, check_writable, image_generator,
-                       image_seed, make_solver, operator_images, prepare_clean, quality, remove_empty,
+                       image_seed, launcher_processes, make_solver, operator_images, prepare_clean, quality, remove_empty,
                        restore_batch, unit_ones)
 from ..imageio import center_crop, from_model_range, load_image, to_model_range
 from .anim import frames, gif_bytes, pick, strip_bytes
@@ -87,18 +87,21 @@ def run(args: argparse.Namespace) -> int:
     mask = load_mask(args.mask) if args.mask else None
     task = task_from_args(args, mask)
     sampler = sampler_from_args(args)
+    sampler.solver_class()
     if not args.sigma_y >= 0:
         raise UsageError(f"`--sigma-y`={args.sigma_y} must be >= 0 (on the [0, 1] scale; 0.05 = 5 %)")
     geometry = task.geometry()
     # Everything the user gave is checked before anything is written.
     items = [_prepare(Path(p), name, args, task, geometry)
              for p, name in zip(args.images, _names(args.images))]
-    device = pick_device(args.device)
+    # Under a launcher (accelerate launch) each process takes every world-th image.
+    processes = launcher_processes()
+    device = pick_device(args.device, processes.device)
     prior = load_prior_cached(args.prior, str(device), args.dtype)
     created = check_writable(args.out)
     done = 0
     try:
-        for item in items:
+        for item in items[processes.rank::processes.world]:
             _restore(item, args, task, sampler, prior, device)
             done += 1
     finally:
