@@ -228,3 +228,37 @@ def test_resuming_with_other_settings_is_refused(dataset, tmp_path):
     degrade_dataset(dataset, out, resolve_task("sr4"), limit=1, progress=False)
     with pytest.raises(UsageError, match="differs in: sigma_y"):
         degrade_dataset(dataset, out, resolve_task("sr4"), sigma_y=0.1, limit=1, progress=False)
+
+
+class InterruptingPrior(ShrinkPrior):
+    """Stops the run (as Ctrl-C would) at its ``after``-th network evaluation."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.calls, self.after = 0, after
+
+    def predict(self, x_t, t):
+        self.calls += 1
+        if self.calls == self.after:
+            raise KeyboardInterrupt
+        return super().predict(x_t, t)
+
+
+def test_an_interrupted_run_leaves_no_partial_files_and_resumes(dataset, tmp_path):
+    out, task = tmp_path / "interrupted", resolve_task("sr4")
+    reference = tmp_path / "straight"
+    run_dataset(dataset, reference, task, prior=ShrinkPrior(), sampler=SAMPLER, batch_size=1,
+                progress=False)
+    # Batches of one image, 4 evaluations each: the 10th evaluation is inside the third image.
+    with pytest.raises(KeyboardInterrupt):
+        run_dataset(dataset, out, task, prior=InterruptingPrior(10), sampler=SAMPLER, batch_size=1,
+                    progress=False)
+    assert len(list((out / "records").rglob("*.json"))) == 2
+    assert len(list((out / "restored").rglob("*.png"))) == 2
+    assert not list(out.rglob("*.tmp")) and not (out / "metrics.csv").exists()
+
+    resumed = run_dataset(dataset, out, task, prior=ShrinkPrior(), sampler=SAMPLER, batch_size=1,
+                          progress=False)
+    assert (resumed.processed, resumed.skipped, resumed.succeeded) == (2, 2, 4)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(out)]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(reference)]
