@@ -70,7 +70,9 @@ def _one_line_error(capsys) -> str:
 
 def test_restore_degrade_writes_restoration_steps_and_sidecar(images, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--sigma-y", "0.02",
+    # Noiseless: with only 2 inner steps the first inner run jumps from t = 999 to 1 in one step,
+    # which noisy-y solvers (rightly) cannot fix, so quality thresholds are checked without noise.
+    rc = main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4",
                "--out", str(out), "--save-intermediates", *FAST])
     assert rc == 0
     assert "coffee.png (4 evaluations" in capsys.readouterr().out
@@ -83,19 +85,19 @@ def test_restore_degrade_writes_restoration_steps_and_sidecar(images, tmp_path, 
     assert sorted(p.name for p in (out / "coffee_steps").iterdir()) == [
         "nfe0000.png", "nfe0002.png", "nfe0004.png"]
     meta = json.loads((out / "coffee.json").read_text())
-    assert meta["task"] == "sr4" and meta["sigma_y"] == 0.02 and meta["method"] == "ddnm"
+    assert meta["task"] == "sr4" and meta["sigma_y"] == 0.0 and meta["method"] == "ddnm"
     assert (meta["outer"], meta["inner"], meta["nfe"], meta["seed"]) == (2, 2, 4, 0)
     assert meta["degrade"] is True and meta["wall_time_s"] > 0
-    assert 10 < meta["psnr"] < 60 and 0 < meta["ssim"] <= 1
+    assert 15 < meta["psnr"] < 60 and 0 < meta["ssim"] <= 1
     assert [s["nfe"] for s in meta["intermediates"]] == [0, 2, 4]
     assert meta["outputs"]["restoration"] == "coffee.png"
     assert not list(out.rglob(".*.tmp"))
 
     # Same seed, same result; another seed, another sample.
     again, other = tmp_path / "again", tmp_path / "other"
-    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--sigma-y", "0.02",
+    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4",
                  "--out", str(again), *FAST]) == 0
-    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--sigma-y", "0.02",
+    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4",
                  "--out", str(other), "--seed", "1", *FAST]) == 0
     first = np.asarray(Image.open(out / "coffee.png"), dtype=int)
     assert np.abs(first - np.asarray(Image.open(again / "coffee.png"), dtype=int)).max() <= 1
@@ -131,10 +133,11 @@ def test_custom_operator_by_module_path(images, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "custom"
     assert main(["restore", str(images["coffee"]), "--degrade", "--task", "my_cli_ops:make_op",
-                 "--task-arg", "factor=2", "--out", str(out), *FAST]) == 0
+                 "--task-arg", "factor=2", "--sigma-y", "0.05", "--out", str(out), *FAST]) == 0
     assert _size(out / "coffee_y.png") == (16, 16)
     meta = json.loads((out / "coffee.json").read_text())
     assert meta["task"] == "my_cli_ops:make_op" and meta["task_args"] == {"factor": 2}
+    assert meta["sigma_y"] == 0.05 and meta["psnr"] > 0
 
 
 # ---- bad input -----------------------------------------------------------------------------------
@@ -190,7 +193,7 @@ def folder(tmp_path) -> Path:
 
 def test_run_scores_a_folder_skips_corrupt_files_and_resumes(folder, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["run", str(folder), "--task", "sr4", "--sigma-y", "0.01", "--out", str(out),
+    argv = ["run", str(folder), "--task", "sr4", "--out", str(out),
             "--batch-size", "2", *FAST]
     assert main(argv) == 0
     captured = capsys.readouterr()
@@ -200,7 +203,7 @@ def test_run_scores_a_folder_skips_corrupt_files_and_resumes(folder, tmp_path, c
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["image"] for r in rows] == ["coffee.png", "more/astronaut.png"]
-    assert all(float(r["psnr"]) > 10 for r in rows)
+    assert all(float(r["psnr"]) > 12 for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 1 and summary["failures"][0]["image"] == "corrupt.png"
     assert summary["nfe"] == 4 and summary["images_per_s"] > 0
