@@ -235,6 +235,15 @@ def test_degrade_writes_observations_and_masks(folder, tmp_path, capsys):
     assert set(np.unique(mask)) == {0, 255}
     assert "1 failed" in capsys.readouterr().out
 
+    # What `degrade` writes is what `restore` takes: y plus its mask (white = observed).
+    restored = tmp_path / "restored"
+    assert main(["restore", str(out / "observed" / "coffee.png"), "--mask",
+                 str(out / "masks" / "coffee.png"), "--out", str(restored), *FAST]) == 0
+    x = np.asarray(Image.open(restored / "coffee.png"), dtype=int)
+    ref = np.asarray(Image.open(out / "reference" / "coffee.png"), dtype=int)
+    seen = mask > 0
+    assert np.abs(x - ref)[seen].max() <= 1 and np.abs(x - ref)[~seen].mean() > 1
+
 
 def test_operators_lists_names_and_parameters(capsys):
     assert main(["operators"]) == 0
