@@ -159,7 +159,8 @@ same budget.
 for name, (steps, vanilla) in runs.items():
     nfes = [r.nfe for r in steps]
     rows = [[r.image for r in steps], [vanilla[n] for n in nfes]]
-    titles = [[f"nested, {n} NFE" for n in nfes], [f"vanilla x̂0, {n} NFE" for n in nfes]]
+    titles = [[f"nested, {n} NFE" if n else "A†y" for n in nfes],
+              [f"vanilla x̂0, {n} NFE" if n else "A†y" for n in nfes]]
     print(name)
     show_grid(rows, titles)
 '''),
@@ -588,6 +589,8 @@ NOTEBOOKS = {
 
 def main() -> None:
     for name, cells in NOTEBOOKS.items():
+        for i, cell in enumerate(cells):  # stable ids: rebuilding changes only what was edited
+            cell["id"] = f"cell-{i:02d}"
         nb = new_notebook(cells=cells, metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"},
