@@ -352,8 +352,9 @@ class DiffusionPrior(nn.Module):
 
         - a DDPMPipeline folder: ``unet/config.json`` + ``unet/*.safetensors`` and
           ``scheduler/scheduler_config.json`` (as google/ddpm-celebahq-256);
-        - a bare ``UNet2DModel`` folder (``config.json`` + weights) plus an explicit ``schedule``
-          (a scheduler config dict, a diffusers scheduler, ``{"betas": ...}`` or ``alphas_cumprod``).
+        - a bare ``UNet2DModel`` folder (``config.json`` + weights) with ``scheduler_config.json``
+          beside it (the flat layout of Google's DDPM repos) or an explicit ``schedule`` (a scheduler
+          config dict, a diffusers scheduler, ``{"betas": ...}`` or ``alphas_cumprod``).
 
         A given ``schedule`` overrides the folder's scheduler. Weights are read from safetensors;
         pickled ``.bin`` checkpoints can run arbitrary code when loaded and are refused unless
@@ -389,8 +390,9 @@ class DiffusionPrior(nn.Module):
             unet_dir, sched_dir = root / "unet", root / "scheduler"
         elif (root / "config.json").is_file():
             unet_dir = root
-            # `subfolder="unet"` of a pipeline: its scheduler is the sibling folder.
-            sched_dir = root.parent / "scheduler"
+            # A flat folder (as Google's DDPM repos) keeps scheduler_config.json beside config.json;
+            # `subfolder="unet"` of a pipeline has its scheduler in the sibling folder.
+            sched_dir = root if (root / "scheduler_config.json").is_file() else root.parent / "scheduler"
         else:
             raise ValueError(
                 f"`path_or_repo_id`={given!r}{_sub(subfolder)} has no UNet config: expected "
@@ -474,11 +476,14 @@ class DiffusionPrior(nn.Module):
                 )
                 sched_sub = None
             if schedule is None:
-                if sched_sub is None:
+                try:
+                    # Pipeline layout: scheduler/; flat layout: scheduler_config.json at the root.
+                    schedule = DDPMScheduler.load_config(repo_id, subfolder=sched_sub or subfolder)
+                except (OSError, EnvironmentError) as err:
                     raise ValueError(
-                        f"Hub repo {repo_id!r} holds a bare UNet; pass `schedule=` (a scheduler config)"
-                    )
-                schedule = DDPMScheduler.load_config(repo_id, subfolder=sched_sub)
+                        f"Hub repo {repo_id!r} has no scheduler config; pass `schedule=` (a scheduler "
+                        f"config dict, a diffusers scheduler, {{'betas': ...}} or alphas_cumprod): {err}"
+                    ) from err
         except (OSError, EnvironmentError) as err:
             hint = "" if allow_pickle else " (pickled .bin weights need `allow_pickle=True`)"
             raise FileNotFoundError(

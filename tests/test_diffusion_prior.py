@@ -197,6 +197,12 @@ def test_bare_unet_folder_with_explicit_schedules(tmp_path):
     ):
         prior = DiffusionPrior.from_pretrained(tmp_path / "bare", schedule=schedule)
         torch.testing.assert_close(prior.alphas_cumprod, ref, atol=1e-12, rtol=0)
+    # The flat layout (Google's DDPM repos): scheduler_config.json beside config.json.
+    DDPMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear").save_config(tmp_path / "bare")
+    flat = DiffusionPrior.from_pretrained(tmp_path / "bare")
+    assert flat.prediction_type == "v_prediction"
+    scaled = alphas_cumprod_from_schedule({"beta_schedule": "scaled_linear"})
+    torch.testing.assert_close(flat.alphas_cumprod, scaled)
     # subfolder="unet" of a pipeline picks up the sibling scheduler.
     save_pipeline(tmp_path / "pipe")
     assert DiffusionPrior.from_pretrained(tmp_path / "pipe", subfolder="unet").num_timesteps == 1000
