@@ -71,6 +71,7 @@ __all__ = [
     "discover_images",
     "image_generator",
     "image_seed",
+    "check_result",
     "make_solver",
     "unit_ones",
     "parse_key_values",
@@ -330,8 +331,8 @@ def restore_batch(
 
     Returns ``(x0, intermediates)``: the final restoration ``[B, C, H, W]`` in [-1, 1] and the
     restorations available along the way as ``(evaluations so far, image)`` pairs: ``A†y`` at 0,
-    then the result after each outer step (for vanilla runs the solver's x̂0 after each step). ``callback(nfe)`` is called
-    after each reported result.
+    then the result after each outer step (for vanilla runs the solver's x̂0 after each step).
+    ``callback(nfe)`` is called after each reported result.
     """
     intermediates: list[tuple[int, Tensor]] = []
     if config.vanilla:
@@ -351,6 +352,19 @@ def restore_batch(
         if callback:
             callback(int(result.nfe))
     return result.image, intermediates
+
+
+def check_result(x: Tensor, what: str) -> None:
+    """Refuse a restoration with NaN or inf (``ValueError``); warn when it left the model range
+    [-1, 1] by far, the sign of a solver that diverged (results are clamped when saved)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"the restoration of {what} contains NaN or inf values: the solver diverged "
+                         "(try another --method, more steps, or --sigma-y > 0)")
+    peak = float(x.detach().abs().max())
+    if peak > 3:
+        log.warning("the restoration of %s reaches |x| = %.3g in the model range [-1, 1]: the solver "
+                    "probably diverged (ill-conditioned operator? try --task-arg rcond=1e-3 or "
+                    "another --method)", what, peak)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -815,7 +829,8 @@ def _load_clean(path: Path, factor: int, crop: int | None, rel: str) -> Tensor:
     return prepare_clean(x, factor, crop, rel)
 
 
-def _groupby(order: list[int], shapes: Mapping[int, tuple[int, ...]]) -> Iterator[tuple[tuple, list[int]]]:
+def _groupby(order: list[int], shapes: Mapping[int, tuple[int, ...]]
+             ) -> Iterator[tuple[tuple, list[int]]]:
     group: list[int] = []
     for i in order:
         if group and shapes[group[0]] != shapes[i]:
@@ -910,6 +925,7 @@ class _Job:
             for k in range(self.samples):
                 solver = make_solver(self.sampler, self.prior, op, y, self.sigma_y)
                 final, steps = restore_batch(solver, self.sampler, gens("sample", k))
+                check_result(final, ", ".join(rels))
                 finals.append(from_model_range(final.detach()).clamp(0, 1).cpu())
                 nfes.append(steps[-1][0] if steps else 0)
         scores = [quality(f, x01) for f in finals]

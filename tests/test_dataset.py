@@ -262,3 +262,17 @@ def test_an_interrupted_run_leaves_no_partial_files_and_resumes(dataset, tmp_pat
     assert (resumed.processed, resumed.skipped, resumed.succeeded) == (2, 2, 4)
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(out)]
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(reference)]
+
+
+class NaNPrior(ShrinkPrior):
+    def predict(self, x_t, t):
+        x0, eps = super().predict(x_t, t)
+        return x0 * float("nan"), eps
+
+
+def test_a_diverged_restoration_is_a_failure_not_a_result(dataset, tmp_path):
+    summary = run_dataset(dataset, tmp_path / "nan", resolve_task("sr4"), prior=NaNPrior(),
+                          sampler=SAMPLER, limit=1, progress=False)
+    assert summary.exit_code == 1
+    assert "NaN or inf" in summary.failures[0]["error"]
+    assert not (tmp_path / "nan" / "restored").exists()

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..dataset import (Outputs, SamplerConfig, Task, UsageError, check_writable, image_generator,
-                       image_seed, launcher_processes, make_solver, operator_images, prepare_clean, quality, remove_empty,
-                       restore_batch, unit_ones)
+from ..dataset import (Outputs, SamplerConfig, Task, UsageError, check_result, check_writable,
+                       image_generator, image_seed, launcher_processes, make_solver, operator_images,
+                       prepare_clean, quality, remove_empty, restore_batch, unit_ones)
 from ..imageio import center_crop, from_model_range, load_image, to_model_range
 from .anim import frames, gif_bytes, pick, strip_bytes
 from .common import (add_prior_args, add_sampler_args, add_task_args, load_mask, load_prior_cached,
@@ -211,6 +211,7 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
                                  callback=lambda n: bar.update(n - bar.n))
     bar.close()
     seconds = time.perf_counter() - start
+    check_result(final, str(item.path))
     x01 = from_model_range(final.detach()).clamp(0, 1).cpu()
     shown = [(n, from_model_range(img.detach()).clamp(0, 1).cpu()) for n, img in steps]
 
