@@ -65,13 +65,14 @@ def test_two_cpu_processes_match_one(tmp_path):
     two, one = _rows(tmp_path / "two"), _rows(tmp_path / "one")
     assert [r["image"] for r in two] == [r["image"] for r in one] == [
         "chelsea.png", "coffee.png", "sub/astronaut.png"]
+    # Same seeds, batch size and thread count: the same bits (other batch sizes or thread counts
+    # change only floating-point rounding).
     for a, b in zip(two, one):
-        assert abs(float(a["psnr"]) - float(b["psnr"])) < 1e-3
-        assert abs(float(a["ssim"]) - float(b["ssim"])) < 1e-4
+        assert (a["psnr"], a["ssim"], a["nfe"]) == (b["psnr"], b["ssim"], b["nfe"])
         name = a["image"].rsplit(".", 1)[0]
-        x2 = np.asarray(Image.open(tmp_path / "two" / "restored" / f"{name}.png"), dtype=int)
-        x1 = np.asarray(Image.open(tmp_path / "one" / "restored" / f"{name}.png"), dtype=int)
-        assert np.abs(x2 - x1).max() <= 1  # same seeds; only float rounding may differ
+        x2 = np.asarray(Image.open(tmp_path / "two" / "restored" / f"{name}.png"))
+        x1 = np.asarray(Image.open(tmp_path / "one" / "restored" / f"{name}.png"))
+        assert np.array_equal(x2, x1)
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["failed"] == 1 and summary["processed"] == 3
     assert not (tmp_path / "two" / "parts").exists()
