@@ -372,17 +372,21 @@ def check_result(x: Tensor, what: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def discover_images(root: str | os.PathLike[str]) -> list[str]:
+def discover_images(root: str | os.PathLike[str],
+                    exclude: str | os.PathLike[str] | None = None) -> list[str]:
     """Paths (relative to ``root``, ``/``-separated, sorted) of the image files under ``root``,
-    recursively. Hidden files and folders and files without an image suffix are ignored."""
+    recursively. Hidden files and folders, files without an image suffix and the folder
+    ``exclude`` (an output folder inside the dataset) are ignored."""
     base = Path(root)
+    skip = Path(exclude).resolve() if exclude is not None else None
     if not base.exists():
         raise UsageError(f"`DATASET_DIR`={str(root)!r}: no such folder")
     if not base.is_dir():
         raise UsageError(f"`DATASET_DIR`={str(root)!r} is a file; expected a folder of images")
     found = []
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and (skip is None or (Path(dirpath) / d).resolve() != skip))
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append((Path(dirpath) / name).relative_to(base).as_posix())
@@ -706,7 +710,7 @@ def run_dataset(
         raise UsageError(f"`--sigma-y`={sigma_y!r} must be a number >= 0 on the [0, 1] scale (0.05 = 5 %)")
     processes = processes or Processes()
     start = time.perf_counter()
-    rels = discover_images(root)[:limit]
+    rels = discover_images(root, exclude=out)[:limit]
     if not rels:
         raise UsageError(f"`DATASET_DIR`={str(root)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     factor, _, _ = task.geometry()

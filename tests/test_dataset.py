@@ -94,6 +94,9 @@ def test_image_seed_is_stable_and_separates_purposes():
 
 def test_discover_images_recursive_sorted_ignoring_other_files(dataset):
     assert discover_images(dataset) == ["a.png", "broken.png", "c.png", "d.jpg", "nested/b.png"]
+    # An output folder inside the dataset is not part of it.
+    assert discover_images(dataset, exclude=dataset / "nested") == ["a.png", "broken.png", "c.png",
+                                                                    "d.jpg"]
     with pytest.raises(UsageError, match="no such folder"):
         discover_images(dataset / "missing")
 
