@@ -260,3 +260,24 @@ def test_console_script_reports_errors_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"nested-inverse restore: error: `IMAGE`={str(tmp_path / 'missing.png')!r}: no such file"]
+
+
+class _NaNPrior:
+    """Stands in for a network that diverges."""
+
+    def __init__(self) -> None:
+        self.alphas_cumprod = torch.linspace(0.9999, 0.01, 1000, dtype=torch.float64)
+
+    def predict(self, x_t, t):
+        return x_t * float("nan"), x_t
+
+
+def test_a_failed_restoration_leaves_no_files(images, tmp_path, capsys, monkeypatch):
+    import nested_inverse.cli.restore as restore_cmd
+
+    monkeypatch.setattr(restore_cmd, "load_prior_cached", lambda *a: _NaNPrior())
+    out = tmp_path / "nan"
+    assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--out", str(out),
+                 *FAST]) == 2
+    assert "contains NaN or inf" in _one_line_error(capsys)
+    assert not out.exists()

@@ -104,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
         for item in items[processes.rank::processes.world]:
             _restore(item, args, task, sampler, prior, device)
             done += 1
-    finally:
-        if done == 0:
+    except BaseException:
+        if done == 0:  # nothing finished: leave no empty output folder behind either
             remove_empty(created)
+        raise
     return 0
 
 
