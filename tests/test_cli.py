@@ -281,3 +281,29 @@ def test_a_failed_restoration_leaves_no_files(images, tmp_path, capsys, monkeypa
                  *FAST]) == 2
     assert "contains NaN or inf" in _one_line_error(capsys)
     assert not out.exists()
+
+
+def test_an_installed_plugin_operator_is_listed_and_usable(folder, tmp_path):
+    # A package "installed" on PYTHONPATH: its dist-info registers an operator under the
+    # `nested_inverse.operators` entry-point group (what `pip install` of a plug-in would write).
+    site = tmp_path / "site"
+    (site / "plug_ops.py").parent.mkdir(parents=True)
+    (site / "plug_ops.py").write_text(
+        "import operators\n\n"
+        "def make(image_shape, generator=None):\n"
+        "    '''2x box downsampling, from a plug-in.'''\n"
+        "    return operators.BoxDownsample(2, image_shape)\n")
+    info = site / "plug_ops-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plug-ops\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[nested_inverse.operators]\nplug-sr2 = plug_ops:make\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    code = ("import sys; from nested_inverse.cli import main; "
+            "sys.exit(main(['operators']) or main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "degrade", str(folder), "--task", "plug-sr2",
+                           "--out", str(tmp_path / "deg"), "--no-progress"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "plug-sr2:" in proc.stdout
+    assert _size(tmp_path / "deg" / "observed" / "coffee.png") == (16, 16)
