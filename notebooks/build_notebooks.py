@@ -330,36 +330,36 @@ the next outer step; between steps `run.send(command)` applies
 
 - `Resample()`: redo the last inner run from the same outer state with fresh noise (drop an
   unwanted trajectory);
+- `SetInnerSteps(n)`: spend `n` evaluations per outer step from now on;
 - `Edit(image)`: replace the current restoration with an edited one (projected back to agree with
   `y` where the problem is noiseless); the next outer step builds on it;
-- `SetInnerSteps(n)`: spend `n` evaluations per outer step from now on;
 - `Stop()`: end the run, keeping the latest result.
 
 `send` answers with the current (updated) `AnytimeResult`. Here: box inpainting with nested DDNM.
 """),
-    code(SMALL + '''
+    code(SMALL + """
 SIZE = 32 if SMALL else 128
-OUTER, INNER = (4, 3) if SMALL else (6, 5)
-'''),
-    code('''
+OUTER, INNER = (6, 3) if SMALL else (6, 5)
+"""),
+    code("""
 import torch
 
 import operators
 import nested_inverse as ni
 from nested_inverse import DDNM, Edit, NestedSampler, Resample, SetInnerSteps, Stop
-''' + "\n" + SHOW),
+""" + "\n" + SHOW),
     md("""
 The lower-level API works in the model range [-1, 1] (`ni.to_model_range` / `ni.from_model_range`
 convert): the solver gets `y = A x` of the image in [-1, 1].
 """),
-    code('''
+    code("""
 prior = ni.DiffusionPrior.default()
 x = ni.to_model_range(ni.bundled_image("astronaut", size=SIZE))
 op = operators.make("inpaint-box", image_shape=tuple(x.shape[1:]), fraction=0.5)
 y = op(x)
 
 sampler = NestedSampler(DDNM(prior, op, y), outer_steps=OUTER, inner_steps=INNER)
-print(sampler, "- at most", sampler.total_nfe, "evaluations")
+print(sampler, "- outer timesteps", sampler.timesteps)
 run = sampler.iterate(generator=torch.Generator().manual_seed(0))
 
 shown = []                      # (title, image in [0, 1]) after each event
@@ -373,56 +373,62 @@ def keep(label, result):
 
 keep("A†y", next(run))          # the pseudo-inverse, before any evaluation
 keep("outer step", next(run))
-'''),
+"""),
     md("""
 ## Resample an unwanted trajectory
 
 Say we do not like what the first inner run put into the hole: `Resample()` redoes it from the same
 outer state with fresh noise. It costs another inner run's evaluations.
 """),
-    code('''
+    code("""
 first = shown[-1][1]
 resampled = keep("resampled", run.send(Resample()))
 print("changed pixels:", int((first != ni.from_model_range(resampled.image)).any(1).sum()))
-'''),
-    md("""
-## Edit the current restoration
-
-Paint a bright square into the hole (a stand-in for a user's brush stroke). The edit is projected
-onto `{x : A x = y}` — observed pixels snap back to the observation — and the next outer steps take
-it as their starting point, refining it rather than discarding it.
 """),
-    code('''
-edited = resampled.image.clone()
-c, r = SIZE // 2, SIZE // 8
-edited[:, :, c - r:c + r, c - r:c + r] = torch.tensor([1.0, 0.9, -0.6]).view(1, 3, 1, 1)
-keep("edited", run.send(Edit(edited)))
-keep("after the edit", next(run))
-'''),
     md("""
 ## Change the inner budget
 
-Looks promising: give each remaining outer step twice the evaluations.
+Give each remaining outer step twice the evaluations, and take two more outer steps.
 """),
-    code('''
+    code("""
 run.send(SetInnerSteps(2 * INNER))
 before = run.latest.nfe
 after = keep(f"{2 * INNER} inner steps", next(run))
 print("this outer step cost", after.nfe - before, "evaluations")
-'''),
+keep("outer step", next(run))
+keep("outer step", next(run))
+"""),
+    md("""
+## Edit the current restoration
+
+Paint a bright square into the hole (a stand-in for a user's brush stroke). The edit is projected
+onto `{x : A x = y}` (observed pixels snap back to the observation) and becomes the x̂0 of the next
+outer step, which refines it rather than discarding it. Edits stick best late in a run: the next
+outer state is `√ᾱ·x̂0 + √(1−ᾱ)·ε̂`, so early on (ᾱ near 0) little of an edit survives.
+"""),
+    code("""
+edited = run.latest.image.clone()
+c, r = SIZE // 2, SIZE // 8
+edited[:, :, c - r:c + r, c - r:c + r] = torch.tensor([1.0, 0.9, -0.6]).view(1, 3, 1, 1)
+keep("edited", run.send(Edit(edited)))
+keep("after the edit", next(run))
+"""),
     md("""
 ## Stop early
 
-Good enough: `Stop()` ends the run and answers with the latest restoration; the loop is over.
+Good enough: `Stop()` ends the run before its last outer step and answers with the latest
+restoration; the loop is over.
 """),
-    code('''
+    code("""
 final = keep("stopped", run.send(Stop()))
 assert next(run, None) is None          # nothing comes after Stop
 print(f"stopped after outer step {final.outer_step} of {OUTER}, {final.nfe} evaluations")
 
-show_grid([[ni.from_model_range(x)] + [img for _, img in shown]],
-          ["clean"] + [t for t, _ in shown], size=1.9)
-'''),
+pictures = [("clean", ni.from_model_range(x))] + shown
+half = (len(pictures) + 1) // 2
+rows = [pictures[:half], pictures[half:]]
+show_grid([[img for _, img in row] for row in rows], [[t for t, _ in row] for row in rows], size=2.2)
+"""),
     md("""
 ## The same in a loop
 
@@ -430,13 +436,16 @@ Most programs simply iterate, deciding after each result; `break` keeps the late
 (`run.latest`). `iterate(budget_nfe=..., deadline_s=...)` also fits the run into a budget of
 evaluations or seconds, re-planning the remaining steps so it never exceeds either.
 """),
-    code('''
+    code("""
 run = sampler.iterate(generator=torch.Generator().manual_seed(1), budget_nfe=OUTER * INNER // 2)
 for result in run:
     print(f"outer step {result.outer_step}: {result.nfe} evaluations, {result.elapsed_s:.1f} s")
     if result.outer_step == 1:
         run.send(Resample())      # e.g. a quick check rejected the first proposal
-'''),
+    if result.outer_step == 3:
+        break                     # good enough
+print("kept: outer step", run.latest.outer_step)
+"""),
 ]
 
 # --------------------------------------------------------------------------------------------------
