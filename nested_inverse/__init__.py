@@ -65,6 +65,6 @@ __all__ += [
 ]
 
 # Inverse-problem solvers (issue 4).
-from .solvers import DDRM  # noqa: E402
+from .solvers import DDRM, DPS, PiGDM  # noqa: E402
 
-__all__ += ["DDRM"]
+__all__ += ["DDRM", "DPS", "PiGDM"]

@@ -4,6 +4,9 @@ from .base import Solver, SolverState, ddim_step
 from .ddnm import DDNM
 from .ddim import DDIM
 from .ddrm import DDRM
+from .dps import DPS
 from .exact import ExactPosterior
+from .pigdm import PiGDM
 
-__all__ = ["DDIM", "DDNM", "DDRM", "ExactPosterior", "Solver", "SolverState", "ddim_step"]
+__all__ = ["DDIM", "DDNM", "DDRM", "DPS", "ExactPosterior", "PiGDM", "Solver", "SolverState",
+           "ddim_step"]

@@ -90,6 +90,12 @@ class Solver(ABC):
         self.y = y
         self.sigma_y = sigma_y
         self.alphas_cumprod = torch.as_tensor(prior.alphas_cumprod, dtype=torch.float64).cpu()
+        self.y_pinv = self.check_observation(operator, y)
+
+    def check_observation(self, operator: LinearOperator, y: Tensor) -> Tensor:
+        """Check that ``y`` fits ``operator`` and return ``A†y`` ``[B, C, H, W]``, the estimate shown
+        before the first network evaluation (its shape is the solver's image shape). Solvers for
+        non-linear forward models override this (see :class:`DPS`)."""
         image_shape = getattr(operator, "image_shape", None)
         if image_shape is not None:  # check before pinv, which would fail with a shape error
             expected = tuple(operator.output_shape((y.shape[0], *image_shape)))
@@ -100,16 +106,17 @@ class Solver(ABC):
                 )
         try:
             with torch.no_grad():
-                self.y_pinv = operator.pinv(y)
+                y_pinv = operator.pinv(y)
         except RuntimeError as err:
             raise ValueError(f"`y` of shape {tuple(y.shape)} does not fit the operator "
                              f"{type(operator).__name__}: {err}") from err
-        expected = tuple(operator.output_shape(tuple(self.y_pinv.shape)))
+        expected = tuple(operator.output_shape(tuple(y_pinv.shape)))
         if expected != tuple(y.shape):
             raise ValueError(
                 f"`y` has shape {tuple(y.shape)} but the operator maps images of shape "
-                f"{tuple(self.y_pinv.shape)} to {expected}"
+                f"{tuple(y_pinv.shape)} to {expected}"
             )
+        return y_pinv
 
     @property
     def sigma(self) -> float:
