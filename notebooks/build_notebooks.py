@@ -295,15 +295,20 @@ op = operators.make("dead-pixel-sr2", image_shape=shape, drop=0.5)
 
 DDNM needs only `forward` and `pinv` (here by conjugate gradients); DPS needs only `forward` and
 gradients through the network, so it also accepts nonlinear differentiable operators, but needs
-many more steps. DDRM needs an SVD, which this operator does not have.
+more steps. DDRM needs an SVD, which this operator does not have.
+
+Solver parameters pass through `restore`: DPS's step size `zeta` defaults to 1, which at a few dozen
+evaluations barely pulls the sample towards `y` (a flat, blurry image); `zeta=5` works here
+(measured on a 64-pixel crop with 5 × 10 steps: 16.8 dB with `zeta=1`, 27.8 dB with `zeta=5`).
 """),
     code('''
 prior = ni.DiffusionPrior.default()
 y = op(x)
 results = {}
-for method, (K, I) in (("ddnm", (OUTER, INNER)), ("dps", (DPS_OUTER, DPS_INNER))):
+runs = {"ddnm": (OUTER, INNER, {}), "dps": (DPS_OUTER, DPS_INNER, {"zeta": 5.0})}
+for method, (K, I, params) in runs.items():
     out, steps = ni.restore(y, op, method=method, outer_steps=K, inner_steps=I, prior=prior,
-                            seed=0, return_intermediates=True, progress=False)
+                            seed=0, return_intermediates=True, progress=False, **params)
     results[method] = steps
     print(f"nested {method}: {psnr(out, x).item():.2f} dB after {steps[-1].nfe} evaluations")
 
