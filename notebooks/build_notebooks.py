@@ -480,13 +480,9 @@ import matplotlib.pyplot as plt
 import torch
 
 import operators
-from nested_inverse import GaussianMixturePrior, NestedSampler
+from nested_inverse import DDNM, DDRM, DPS, GaussianMixturePrior, NestedSampler, PiGDM
 from nested_inverse.metrics import sliced_wasserstein
 from nested_inverse.solvers import ExactPosterior
-from nested_inverse.solvers.ddnm import DDNM
-from nested_inverse.solvers.ddrm import DDRM
-from nested_inverse.solvers.dps import DPS
-from nested_inverse.solvers.pigdm import PiGDM
 '''),
     md("""
 ## The prior and the problem
