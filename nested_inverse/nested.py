@@ -271,6 +271,8 @@ class NestedSampler:
         ``run.send(command)`` applies :class:`~nested_inverse.guidance.Edit`,
         :class:`~nested_inverse.guidance.Resample`, :class:`~nested_inverse.guidance.SetInnerSteps`
         or :class:`~nested_inverse.guidance.Stop` and answers with the current (updated) result.
+        At outer step 0 an ``Edit`` only replaces the image shown (the first outer step starts
+        from the initial noise, not from an x̂0) and ``Resample`` is refused.
 
         Budget policy (``budget_nfe``, evaluations per image, ≥ 1): before each outer step the
         remaining evaluations are re-planned with :func:`plan_budget` — shrink the remaining inner
@@ -284,7 +286,8 @@ class NestedSampler:
         own time between results included): seconds per evaluation are measured as the run goes
         (×``DEADLINE_MARGIN``); before each outer step the evaluations that fit the time left
         cap the budget above. Inside an inner run the clock is checked after every evaluation;
-        when finishing it would overshoot (the first run has no estimate yet), the run is
+        when finishing it at the rate measured so far would overshoot (the first run has no
+        estimate beforehand), the run is
         abandoned and, if at least one evaluation still fits, a shorter final inner run is made
         from the same outer state. No result is ever delivered after the deadline; the run ends at
         most one evaluation after it.
