@@ -397,7 +397,7 @@ class NestedSampler:
             eval_seconds, evals_timed = eval_seconds + secs, evals_timed + used
             if x0 is None:
                 # Abandoned for the deadline: one shorter last run from the same state, if it fits.
-                steps = remaining()
+                steps = min(remaining(), steps - 1)
                 if steps < 1:
                     return
                 x0, used, secs = run_inner(x, tau, int(steps))
