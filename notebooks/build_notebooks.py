@@ -575,6 +575,8 @@ for ax, name in zip(axes, SOLVERS):
     ax.plot(BUDGETS, distances[name, True], "s-", label=f"nested (I = {INNER})")
     ax.axhline(floor, ls="--", c="gray", label="exact vs exact")
     ax.set(xscale="log", yscale="log", title=name, xlabel="evaluations")
+    ax.set_xticks(BUDGETS, [str(n) for n in BUDGETS])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
 axes[0].set_ylabel("sliced Wasserstein to p(x0 | y)")
 axes[0].legend(fontsize=7)
 fig.tight_layout()
