@@ -56,8 +56,7 @@ def make_solver(method: str, prior: Prior, operator: LinearOperator, y: Tensor,
     return cls(prior, operator, y, sigma_y, **params)
 
 
-def _operator(operator: LinearOperator | str, image_shape: Sequence[int] | None,
-              y: Tensor) -> LinearOperator:
+def _operator(operator: LinearOperator | str, image_shape: Sequence[int] | None) -> LinearOperator:
     if isinstance(operator, LinearOperator):
         return operator
     if isinstance(operator, str):
@@ -146,7 +145,7 @@ def restore(
     dtype = getattr(prior, "dtype", y01.dtype)
     device = torch.device(getattr(prior, "device", y01.device))
     y01 = y01.to(dtype=dtype, device=device)
-    op = _operator(operator, image_shape, y01)
+    op = _operator(operator, image_shape)
     op = op.to(device) if hasattr(op, "to") else op
     hint = "pass the degraded observation (and `image_shape` for a registry name)"
     try:
