@@ -119,14 +119,20 @@ class DDRM(Solver):
         c = math.sqrt(1 - eta**2) * sig_s
         # Case 1 (unobserved) and case 2 (observed, y noisier than x̄_s): DDIM-like moves.
         unobs = x0_bar + c * eps_bar
-        noisy = x0_bar + c * (self.y_bar - x0_bar) / self._noise_div
         # Case 3 (observed, y at most as noisy as x̄_s): pull to ȳ, add only the missing noise.
         clean = (1 - eta_b) * x0_bar + eta_b * self.y_bar
         if z is not None:
             unobs = unobs + eta * sig_s * z
+            if self.sigma == 0:
+                clean = clean + sig_s * z
+            else:
+                var = (sig_s**2 - eta_b**2 * self.noise_bar.square()).clamp_min(0.0)
+                clean = clean + var.sqrt() * z
+        if self.sigma == 0:  # noiseless: every observed component is in case 3
+            return torch.where(self.observed, clean, unobs)
+        noisy = x0_bar + c * (self.y_bar - x0_bar) / self._noise_div
+        if z is not None:
             noisy = noisy + eta * sig_s * z
-            var = (sig_s**2 - eta_b**2 * self.noise_bar.square()).clamp_min(0.0)
-            clean = clean + var.sqrt() * z
         case3 = self.observed & (sig_s >= self.noise_bar)
         return torch.where(case3, clean, torch.where(self.observed, noisy, unobs))
 

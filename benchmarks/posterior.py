@@ -1,0 +1,112 @@
+"""Solvers against the exact posterior of a Gaussian mixture (issue 4).
+
+Draws ``--n`` samples from each solver (one batch, the observation repeated) and from the exact
+posterior ``p(x0 | y)``, and prints the sliced Wasserstein distance between them for every
+solver × steps × operator × sigma_y, with two reference rows: the prior itself (what ignoring y
+scores) and a second independent posterior sample (the floor set by sampling noise).
+
+The mixture is the lead's yardstick: d = 16 (event (1, 4, 4)), K = 20, means ~ N(0, I), covariances
+0.3²/16·RRᵀ + 0.02·I, and random Gaussian matrices A of 4×16 and 8×16.
+
+    python benchmarks/posterior.py                     # the table in RESULTS.md
+    python benchmarks/posterior.py --n 500 --steps 5 20 --solvers DDRM PiGDM
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+# benchmarks/operators.py would shadow the `operators` package when run as a script.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import torch  # noqa: E402
+
+import operators  # noqa: E402
+from nested_inverse import GaussianMixturePrior  # noqa: E402
+from nested_inverse.metrics import sliced_wasserstein  # noqa: E402
+from nested_inverse.solvers import DDNM, DDRM  # noqa: E402
+from nested_inverse.solvers.dps import DPS  # noqa: E402
+from nested_inverse.solvers.pigdm import PiGDM  # noqa: E402
+
+SOLVERS = {
+    "DDRM": (DDRM, {}),
+    "DDRM(eta=0)": (DDRM, {"eta": 0.0}),
+    "DDNM": (DDNM, {}),
+    "PiGDM": (PiGDM, {}),
+    "DPS(zeta=0.1)": (DPS, {"zeta": 0.1}),
+    "DPS(zeta=0.3)": (DPS, {"zeta": 0.3}),
+}
+
+
+def yardstick_prior(seed: int = 0, d: int = 16, k: int = 20) -> GaussianMixturePrior:
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(k, d, generator=g, dtype=torch.float64)
+    roots = torch.randn(k, d, d, generator=g, dtype=torch.float64)
+    covs = 0.3**2 / d * roots @ roots.transpose(-1, -2) + 0.02 * torch.eye(d, dtype=torch.float64)
+    return GaussianMixturePrior(torch.ones(k), means, covs, (1, 4, 4))
+
+
+def problem(prior: GaussianMixturePrior, m: int, sigma_y: float, seed: int):
+    """A random ``m × 16`` operator and one observation ``y = A x0 + 2σ_y·n`` of a prior draw."""
+    g = torch.Generator().manual_seed(seed)
+    op = operators.MatrixOperator(torch.randn(m, prior.dim, generator=g, dtype=torch.float64),
+                                  prior.event_shape)
+    x0 = prior.sample(1, g)
+    y = op(x0) + 2 * sigma_y * torch.randn(1, m, generator=g, dtype=torch.float64)
+    return op, y
+
+
+def sw(a: torch.Tensor, b: torch.Tensor) -> float:
+    return sliced_wasserstein(a, b, projections=256, generator=torch.Generator().manual_seed(9))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="samples per solver")
+    parser.add_argument("--steps", type=int, nargs="+", default=[5, 20, 50])
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
+    parser.add_argument("--rows", type=int, nargs="+", default=[4, 8], help="rows m of A (m×16)")
+    parser.add_argument("--sigma-y", type=float, nargs="+", default=[0.0, 0.05])
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+    prior = yardstick_prior()
+    n = args.n
+    print(f"Gaussian mixture d={prior.dim}, K={prior.means.shape[0]}; n={n} samples; "
+          f"sliced W2 to the exact posterior (256 projections)")
+    header = f"| {'solver':<14} | {'A':>5} | {'sigma_y':>7} | " + " | ".join(
+        f"{s:>3} steps" for s in args.steps) + " | time |"
+    print(header)
+    print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
+    for m in args.rows:
+        for sigma_y in args.sigma_y:
+            op, y = problem(prior, m, sigma_y, seed=100 + m)
+            post = prior.posterior_sample(op, y, sigma_y, generator=torch.Generator().manual_seed(1),
+                                          n=n)
+            post2 = prior.posterior_sample(op, y, sigma_y,
+                                           generator=torch.Generator().manual_seed(2), n=n)
+            ref_prior = prior.sample(n, torch.Generator().manual_seed(3))
+            tag = f"| {{:<14}} | {m:>2}×16 | {sigma_y:>7} | "
+            for name, value in (("prior", sw(ref_prior, post)), ("posterior", sw(post2, post))):
+                print(tag.format(name) + f"{value:9.3f} | " + " | ".join(
+                    " " * 9 for _ in args.steps[1:]) + " |      |")
+            ys = y.expand(n, -1)
+            for name in args.solvers:
+                cls, params = SOLVERS[name]
+                cells, start = [], time.perf_counter()
+                for steps in args.steps:
+                    out = cls(prior, op, ys, sigma_y, **params).sample(
+                        steps=steps, generator=torch.Generator().manual_seed(4))
+                    value = sw(out, post)
+                    cells.append(f"{value:9.3f}" if math.isfinite(value) else f"{'nan':>9}")
+                print(tag.format(name) + " | ".join(cells)
+                      + f" | {time.perf_counter() - start:4.0f}s |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
