@@ -91,6 +91,7 @@ class DDRM(Solver):
         self.noise_bar = torch.where(self.observed, self.sigma / safe, math.inf)
         # Case 2 divides by σ_y/s_i; where that is 0 case 3 applies, so any finite divisor will do.
         self._noise_div = torch.where(self.noise_bar > 0, self.noise_bar, 1.0)
+        self._b0 = self.weights(0.0)[1]
 
     def sigma_bar(self, t: int) -> float:
         """``σ_t = √((1−ᾱ_t)/ᾱ_t)``, the noise level of ``x̄_t``; 0 for the clean image."""
@@ -111,37 +112,32 @@ class DDRM(Solver):
         x_bar = torch.where(start, self.y_bar + missing.sqrt() * z, sig * z)
         return math.sqrt(self.alpha(t_start)) * self.svd.V(x_bar)
 
-    def update(self, x0_bar: Tensor, eps_bar: Tensor, sig_s: float, z: Tensor | None) -> Tensor:
-        r"""The spectral update of ``x̄0 = Vᵀx̂0`` to noise level ``σ_s``; ``eps_bar = Vᵀε̂``
-        stands for ``(x̄_t − x̄0)/σ_t`` (equal for a consistent prediction, and finite at large σ_t).
-        ``z = None`` takes the mean (used for the reported ``x̂0`` at ``σ_s = 0``)."""
+    def weights(self, sig_s: float) -> tuple[Tensor, Tensor, Tensor]:
+        r"""Per-component ``(a, b, c)`` of ``x̄_s = x̄0 + a·(x̄_t − x̄0)/σ_t + b·(ȳ − x̄0) + c·z``,
+        the three cases above in one form (computed once per step on ``[B or 1, N]``, so the
+        full-size work is a handful of multiply–adds)."""
         eta, eta_b = self.eta, self.eta_b
-        c = math.sqrt(1 - eta**2) * sig_s
-        # Case 1 (unobserved) and case 2 (observed, y noisier than x̄_s): DDIM-like moves.
-        unobs = x0_bar + c * eps_bar
-        # Case 3 (observed, y at most as noisy as x̄_s): pull to ȳ, add only the missing noise.
-        clean = (1 - eta_b) * x0_bar + eta_b * self.y_bar
-        if z is not None:
-            unobs = unobs + eta * sig_s * z
-            if self.sigma == 0:
-                clean = clean + sig_s * z
-            else:
-                var = (sig_s**2 - eta_b**2 * self.noise_bar.square()).clamp_min(0.0)
-                clean = clean + var.sqrt() * z
-        if self.sigma == 0:  # noiseless: every observed component is in case 3
-            return torch.where(self.observed, clean, unobs)
-        noisy = x0_bar + c * (self.y_bar - x0_bar) / self._noise_div
-        if z is not None:
-            noisy = noisy + eta * sig_s * z
-        case3 = self.observed & (sig_s >= self.noise_bar)
-        return torch.where(case3, clean, torch.where(self.observed, noisy, unobs))
+        d = math.sqrt(1 - eta**2) * sig_s
+        noise = self.noise_bar
+        case3 = self.observed & (sig_s >= noise)
+        case2 = self.observed & ~case3
+        zero = torch.zeros_like(noise)
+        a = torch.where(self.observed, zero, d)
+        b = torch.where(case3, eta_b, torch.where(case2, d / self._noise_div, zero))
+        missing = (sig_s**2 - eta_b**2 * torch.where(case3, noise, zero).square()).clamp_min(0.0)
+        c = torch.where(case3, missing.sqrt(), eta * sig_s)
+        return a, b, c
 
     def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:
         x0, eps = self.prior.predict(x_t, t)
+        # Vᵀε̂ stands for (x̄_t − x̄0)/σ_t: equal for a consistent prediction, and finite at large σ_t.
         x0_bar, eps_bar = self.svd.Vt(x0), self.svd.Vt(eps)
-        x0_corr = self.svd.V(self.update(x0_bar, eps_bar, 0.0, None))
+        gap = self.y_bar - x0_bar
+        # The reported x̂0 is the update at σ_s = 0 without noise: only case 3 moves (by η_b).
+        x0_corr = self.svd.V(x0_bar + self._b0 * gap)
         if s < 0:
             return x0_corr, x0_corr
+        a, b, c = self.weights(self.sigma_bar(s))
         z = self.spectral_noise(generator)
-        x_bar = self.update(x0_bar, eps_bar, self.sigma_bar(s), z)
+        x_bar = x0_bar + a * eps_bar + b * gap + c * z
         return math.sqrt(self.alpha(s)) * self.svd.V(x_bar), x0_corr
