@@ -262,19 +262,6 @@ def test_pigdm_conjugate_gradients_match_the_svd(problem):
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
-def test_pigdm_equals_ddnm_for_a_unit_gaussian(generator):
-    """For data N(μ, I), ∂x̂0/∂x_t = √ᾱ_t·I, so noiseless ΠGDM's x̂0 is DDNM's projection."""
-    prior = GaussianMixturePrior(torch.ones(1), torch.randn(1, 16, generator=generator,
-                                                            dtype=torch.float64),
-                                 torch.eye(16, dtype=torch.float64)[None], (1, 4, 4))
-    op = operators.MatrixOperator(torch.randn(5, 16, generator=generator, dtype=torch.float64),
-                                  (1, 4, 4))
-    y = op(prior.sample(2, generator))
-    a = PiGDM(prior, op, y).sample(steps=6, generator=gens(0, 1))
-    b = DDNM(prior, op, y).sample(steps=6, generator=gens(0, 1))
-    torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
-
-
 # -------------------------------------------------------------------------------------- DPS
 def test_dps_with_a_nonlinear_forward_model(generator):
     prior = small_gmm(generator, k=1)  # one mode: the misfit measures guidance, not mode luck

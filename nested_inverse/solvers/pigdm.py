@@ -18,24 +18,24 @@ __all__ = ["PiGDM"]
 
 
 class PiGDM(Solver):
-    r"""Pseudoinverse-guided diffusion: DDIM on the score of ``p(x_t | y)``, with the likelihood
-    ``p(y | x_t) ≈ N(A x̂0, r_t² AAᵀ + σ_y² I)``, ``r_t² = 1 − ᾱ_t``.
+    r"""Pseudoinverse-guided diffusion: a DDIM step plus a vector–Jacobian product that pulls the
+    denoised estimate toward consistency with ``y`` through the pseudoinverse.
 
-    ``g = (∂x̂0/∂x_t)ᵀ·Aᵀ(r_t² AAᵀ + σ_y² I)⁻¹(y − A x̂0)`` (one vector–Jacobian product) is
-    added to the prior's score, which moves the DDIM pair by Tweedie's formula to
+    ``h = r_t²·Aᵀ(r_t² AAᵀ + σ_y² I)⁻¹(y − A x̂0)``, ``r_t² = 1 − ᾱ_t``
+    (``= A†(y − A x̂0)`` when ``σ_y = 0``),
+    ``x_s = √ᾱ_s·x̂0 + √(1−ᾱ_s−σ²)·ε̂ + σ·z + w·√ᾱ_t·(∂x̂0/∂x_t)ᵀ h``
+    (the DDIM step of :func:`ddim_step` plus the guidance; one VJP through the network).
 
-    ``x̂0_y = x̂0 + (1−ᾱ_t)/√ᾱ_t · w·g``,  ``ε̂_y = ε̂ − √(1−ᾱ_t) · w·g``,
-    ``x_s = √ᾱ_s·x̂0_y + √(1−ᾱ_s−σ²)·ε̂_y + σ·z`` (the DDIM step of :func:`ddim_step`).
-
-    Since ``r_t² = 1 − ᾱ_t``, ``(1−ᾱ_t)·g = (∂x̂0/∂x_t)ᵀ h`` with
-    ``h = Aᵀ(AAᵀ + σ_y²/r_t²·I)⁻¹(y − A x̂0)``, which stays bounded as ``t → 0``; noiseless it is
-    ``h = A†(y − A x̂0)``. ``h`` is diagonal in the SVD when the operator has one
-    (``h = V·(s/(s² + σ_y²/r_t²))·Uᵀr``), and is solved by conjugate gradients otherwise. For
-    data ``N(0, I)``, ``∂x̂0/∂x_t = √ᾱ_t·I`` and ``x̂0_y`` is exactly DDNM's ``x̂0 + A†(y − A x̂0)``.
-
-    The paper writes the guided DDIM step as the unguided one plus a weighted ``g`` (its
-    Algorithm 1); taking the guidance through ``(x̂0_y, ε̂_y)`` is the same conditional score
-    with the DDIM coefficients worked out, and needs no separate weight (``w = 1``).
+    ``(∂x̂0/∂x_t)ᵀ Aᵀ(r_t² AAᵀ + σ_y² I)⁻¹(y − A x̂0)`` is the paper's score of its likelihood
+    approximation ``p(y | x_t) ≈ N(A x̂0, r_t² AAᵀ + σ_y² I)``; the paper writes the noiseless
+    guidance with ``A†`` and weights it by ``√ᾱ_t`` in its DDIM algorithm. Taking ``h`` as
+    ``r_t²`` times the noisy middle factor makes the noisy form tend to the noiseless one as
+    ``σ_y → 0``. The ``√ᾱ_t`` weight keeps the step bounded where ``∂x̂0/∂x_t`` of a real network
+    carries its ``1/√ᾱ_t`` error amplification (large ``t``). For data ``N(μ, I)``
+    (``∂x̂0/∂x_t = √ᾱ_t·I``) this converges to the exact posterior as steps grow
+    (tests/test_solvers_posterior.py). ``h`` is diagonal in the SVD when the operator has one
+    (``h = V·(s/(s² + σ_y²/r_t²))·Uᵀr``) and is solved by conjugate gradients otherwise. The
+    reported ``x0_hat`` is ``x̂0 + w·√ᾱ_t·(∂x̂0/∂x_t)ᵀ h``, the last step's result.
 
     Shapes: ``y`` as ``operator(x)``; states ``[B, C, H, W]``. Reports one VJP per step.
 
@@ -43,7 +43,7 @@ class PiGDM(Solver):
         prior, operator, y, sigma_y: see :class:`Solver` (``sigma_y`` on the [0, 1] image scale;
             ``σ_y`` above is ``2·sigma_y``, the model range).
         eta: DDIM stochasticity η ∈ [0, 1] (default 0.85, as for the other inner solvers).
-        guidance_scale: ``w``, a multiplier on the guidance (default 1, the Bayes-consistent one).
+        guidance_scale: ``w``, a multiplier on the guidance (default 1).
         cg_tol, cg_max_iter: conjugate-gradient settings for noisy ``y`` without an SVD.
 
     References:
@@ -99,8 +99,7 @@ class PiGDM(Solver):
             (vjp,) = torch.autograd.grad(x0, x, grad_outputs=h)
         x0, eps = x0.detach(), eps.detach()
         a_t, a_s = self.alpha(t), self.alpha(s)
-        v = self.guidance_scale * vjp  # = w·(1 − ᾱ_t)·g
-        x0 = x0 + v / math.sqrt(a_t)
-        eps = eps - v / math.sqrt(1 - a_t)
+        guidance = (self.guidance_scale * math.sqrt(a_t)) * vjp
         noise = self.noise(generator) if self.eta > 0 and s >= 0 else None
-        return ddim_step(x0, eps, a_t, a_s, self.eta, noise), x0
+        x_s = ddim_step(x0, eps, a_t, a_s, self.eta, noise) + guidance
+        return x_s, (x_s if s < 0 else x0 + guidance)
