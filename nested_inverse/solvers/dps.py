@@ -32,10 +32,13 @@ class DPS(Solver):
     ``A`` may be any differentiable callable — a :class:`~operators.LinearOperator`, a
     non-linear ``nn.Module`` or a plain function; only its forward pass is used.
 
-    The paper's ζ = 1.0 (FFHQ, 1000 steps) is the default. With few steps each step must carry
-    more of the data term: on the bundled prior (box inpainting, 64 px) ζ ≈ 1 held for 100–250
-    steps and larger ζ diverged at 20 steps (see benchmarks/RESULTS.md). The reported ``x0_hat``
-    is the denoiser's ``x̂0`` (DPS corrects ``x_s``, not ``x̂0``), and the result at the last step.
+    The paper's ζ = 1.0 (FFHQ, 1000 steps) is the default. ζ is a step length in image space, so
+    what works depends on the image size and the step count. Measured (benchmarks/RESULTS.md): on
+    the bundled 64 px prior with 20–50 steps ζ = 3 beat 1 and 0.3 (sr4 σ_y = 0.05, inpaint-box),
+    yet DPS stayed below ``A†y`` on one of two images at those budgets — it needs hundreds of
+    steps; on the 16-dimensional Gaussian-mixture yardstick ζ = 0.3 beat 0.1 and 1. The reported
+    ``x0_hat`` is the denoiser's ``x̂0`` (DPS corrects ``x_s``, not ``x̂0``), and the result at
+    the last step.
 
     Shapes: ``y`` as ``A(x)``; states ``[B, C, H, W]``. Reports one VJP per step.
 
