@@ -58,7 +58,15 @@ import operators
 from operators import Degradation, GaussianNoise, Inpainting, LinearOperator
 
 from .restore import METHODS as _RESTORE_METHODS
-from .imageio import center_crop, crop_to_multiple, from_model_range, load_image, save_image, to_model_range
+from .imageio import (
+    atomic_write,
+    center_crop,
+    crop_to_multiple,
+    from_model_range,
+    load_image,
+    save_image,
+    to_model_range,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -426,7 +434,6 @@ class Outputs:
 
     def image(self, x01: Tensor, path: Path) -> Path:
         self.written.append(save_image(x01, path))
-        _readable(path)
         return path
 
     def bytes(self, data: bytes, path: Path) -> Path:
@@ -440,29 +447,6 @@ class Outputs:
         for p in self.written:
             p.unlink(missing_ok=True)
         self.written.clear()
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _readable(Path(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
-
-
-def _readable(path: Path) -> None:
-    """Give a file the usual permissions (``mkstemp`` makes temporary files private, 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def check_writable(out: str | os.PathLike[str]) -> list[Path]:

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch import Tensor
 from .paths import images_dir
 
 __all__ = [
+    "atomic_write",
     "bundled_image",
     "bundled_image_names",
     "center_crop",
@@ -102,13 +104,27 @@ def save_image(x: Any, path: str | os.PathLike[str]) -> Path:
     arr = (t[0].detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
     arr = arr.permute(1, 2, 0).numpy()
     img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    buffer = io.BytesIO()
+    img.save(buffer, format=Image.registered_extensions().get(Path(path).suffix.lower(), "PNG"))
+    return atomic_write(path, buffer.getvalue())
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    A reader never sees a half-written file, and an interrupted write leaves none behind. The file
+    gets the usual permissions (``0666`` less the umask), not ``mkstemp``'s private ``0600``.
+    Missing parent folders are created.
+    """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fmt = Image.registered_extensions().get(out.suffix.lower(), "PNG")
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt)
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
