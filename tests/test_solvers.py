@@ -301,3 +301,20 @@ def test_dps_poisson_likelihood_weights_dark_pixels_more(generator):
         DPS(prior, op, y, likelihood="laplace")
     with pytest.raises(ValueError, match="zeta"):
         DPS(prior, op, y, zeta=0)
+
+
+def test_ddrm_noiseless_deblurring_stays_bounded_with_tiny_singular_values():
+    """Gaussian blur has tiny singular values: ȳ = Uᵀy/s must not amplify y's quantisation."""
+    from nested_inverse import DDRM, GaussianMixturePrior
+
+    op = operators.make("blur-gauss", image_shape=(1, 8, 8), sigma=2.0, size=7)
+    assert float(op.svd().singulars.min()) < 1e-4
+    prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 64), 0.3 * torch.eye(64)[None],
+                                 event_shape=(1, 8, 8))
+    g = torch.Generator().manual_seed(0)
+    x = prior.sample(2, g).float()
+    y = (((op(x) + 1) / 2 * 255).round() / 255) * 2 - 1  # as if read from an 8-bit PNG
+    out = DDRM(prior, op, y).sample(steps=5, generator=g)
+    assert out.abs().max() < 5  # without the cut-off: ~1e5
+    loose = DDRM(prior, op, y, rcond=0.0).sample(steps=5, generator=torch.Generator().manual_seed(0))
+    assert loose.abs().max() > 10 * out.abs().max()  # the cut-off is what keeps it bounded
