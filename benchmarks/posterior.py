@@ -9,6 +9,7 @@ The mixture is the lead's yardstick: d = 16 (event (1, 4, 4)), K = 20, means ~ N
 0.3²/16·RRᵀ + 0.02·I, and random Gaussian matrices A of 4×16 and 8×16.
 
     python benchmarks/posterior.py                     # the table in RESULTS.md
+    python benchmarks/posterior.py --test-problem --rows 4     # the draw the tests use
     python benchmarks/posterior.py --n 500 --steps 5 20 --solvers DDRM PiGDM
 """
 
@@ -61,6 +62,18 @@ def problem(prior: GaussianMixturePrior, m: int, sigma_y: float, seed: int):
     return op, y
 
 
+def test_problem(prior: GaussianMixturePrior, m: int, sigma_y: float):
+    """tests/test_solvers_posterior.py's draw: A and x0 continue the prior's generator (seed 0)."""
+    g = torch.Generator().manual_seed(0)
+    k, d = prior.means.shape
+    torch.randn(k, d, generator=g, dtype=torch.float64)  # the prior's means and roots
+    torch.randn(k, d, d, generator=g, dtype=torch.float64)
+    op = operators.MatrixOperator(torch.randn(m, d, generator=g, dtype=torch.float64),
+                                  prior.event_shape)
+    y = op(prior.sample(1, g))
+    return op, y + 2 * sigma_y * torch.randn(1, m, generator=g, dtype=torch.float64)
+
+
 def sw(a: torch.Tensor, b: torch.Tensor) -> float:
     return sliced_wasserstein(a, b, projections=256, generator=torch.Generator().manual_seed(9))
 
@@ -72,6 +85,8 @@ def main() -> None:
     parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
     parser.add_argument("--rows", type=int, nargs="+", default=[4, 8], help="rows m of A (m×16)")
     parser.add_argument("--sigma-y", type=float, nargs="+", default=[0.0, 0.05])
+    parser.add_argument("--test-problem", action="store_true",
+                        help="use the tests' draw of A and x0 instead of seeds 100 + m")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -85,7 +100,10 @@ def main() -> None:
     print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
     for m in args.rows:
         for sigma_y in args.sigma_y:
-            op, y = problem(prior, m, sigma_y, seed=100 + m)
+            if args.test_problem:
+                op, y = test_problem(prior, m, sigma_y)
+            else:
+                op, y = problem(prior, m, sigma_y, seed=100 + m)
             post = prior.posterior_sample(op, y, sigma_y, generator=torch.Generator().manual_seed(1),
                                           n=n)
             post2 = prior.posterior_sample(op, y, sigma_y,
