@@ -20,23 +20,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 
-# benchmarks/operators.py (the operators benchmark) would shadow the `operators` package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import operators  # noqa: E402
-import nested_inverse as ni  # noqa: E402
-from nested_inverse.metrics import anytime_quality, psnr, sliced_wasserstein, ssim  # noqa: E402
-from nested_inverse.nested import NestedSampler  # noqa: E402
-from nested_inverse.restore import make_solver  # noqa: E402
+import operators
+import nested_inverse as ni
+from nested_inverse.metrics import anytime_quality, psnr, sliced_wasserstein, ssim
+from nested_inverse.nested import NestedSampler
+from nested_inverse.restore import make_solver
 
 #: task name → (operator registry name, sigma_y on the [0, 1] scale).
 TASKS = {

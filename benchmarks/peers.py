@@ -131,9 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(INSTALL.format(repo=REPO))
         return 0
 
-    # Import the repository's packages, not the sibling benchmarks/operators.py script.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != here]
+    # The benchmark's venv may hold deepinv only: import this checkout's packages.
+    sys.path.insert(0, str(REPO))
     import torch
 
     import operators

@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
 import time
 
-# benchmarks/operators.py would shadow the `operators` package when run as a script.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import torch  # noqa: E402
+import torch
 
-import operators  # noqa: E402
-from nested_inverse import GaussianMixturePrior  # noqa: E402
-from nested_inverse.metrics import sliced_wasserstein  # noqa: E402
-from nested_inverse.solvers import DDNM, DDRM  # noqa: E402
-from nested_inverse.solvers.dps import DPS  # noqa: E402
-from nested_inverse.solvers.pigdm import PiGDM  # noqa: E402
+import operators
+from nested_inverse import GaussianMixturePrior
+from nested_inverse.metrics import sliced_wasserstein
+from nested_inverse.solvers import DDNM, DDRM
+from nested_inverse.solvers.dps import DPS
+from nested_inverse.solvers.pigdm import PiGDM
 
 SOLVERS = {
     "DDRM": (DDRM, {}),

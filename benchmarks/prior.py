@@ -15,18 +15,12 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
-# Run as `python benchmarks/prior.py`, this folder comes first on sys.path and its operators.py would
-# shadow the `operators` package that nested_inverse imports.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
-import torch  # noqa: E402
+import torch
 
-from nested_inverse.diffusion_prior import DiffusionPrior  # noqa: E402
+from nested_inverse.diffusion_prior import DiffusionPrior
 
 
 def _sync(device: torch.device) -> None:

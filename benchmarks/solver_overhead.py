@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
 import time
 
-# benchmarks/operators.py would shadow the `operators` package when run as a script.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import torch  # noqa: E402
+import torch
 
-import operators  # noqa: E402
-from nested_inverse import DiffusionPrior  # noqa: E402
-from nested_inverse.solvers import DDNM, DDRM, DPS, PiGDM  # noqa: E402
+import operators
+from nested_inverse import DiffusionPrior
+from nested_inverse.solvers import DDNM, DDRM, DPS, PiGDM
 
 
 class InstantPrior:

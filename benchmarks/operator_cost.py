@@ -5,24 +5,19 @@ pinv and Vt+V (a round trip through spectral space), as a percentage of one forw
 bundled prior's UNet (data/priors/natural-patches-64) at the same batch and size. Target: every entry
 under 5 %.
 
-    python benchmarks/operators.py [--repeats 7] [--unet-repeats 3] [--threads N]
+    python benchmarks/operator_cost.py [--repeats 7] [--unet-repeats 3] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-# Run as a script, this file's folder comes first on sys.path and `import operators` would import
-# this very file instead of the package.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-import operators  # noqa: E402
+import operators
 
 PRIOR = Path(__file__).resolve().parents[1] / "data" / "priors" / "natural-patches-64"
 
