@@ -33,7 +33,7 @@ from operators.random import Generators
 
 from .guidance import Edit, Resample, SetInnerSteps, Stop
 from .prior import Prior
-from .solvers.base import Solver, ddim_step
+from .solvers.base import Solver, ddim_step, unit_interval
 from .timesteps import spaced_timesteps
 
 __all__ = ["AnytimeResult", "AnytimeRun", "NestedSampler", "outer_timesteps", "plan_budget"]
@@ -209,8 +209,7 @@ class NestedSampler:
         for name, value in (("outer_steps", outer_steps), ("inner_steps", inner_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
-        if not 0.0 <= float(outer_eta) <= 1.0:
-            raise ValueError(f"`outer_eta` must lie in [0, 1], got {outer_eta}")
+        outer_eta = unit_interval("outer_eta", outer_eta)
         self.solver = solver
         self.outer_steps = outer_steps
         self.inner_steps = inner_steps

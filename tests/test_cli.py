@@ -22,14 +22,6 @@ from PIL import Image
 from nested_inverse import bundled_image, save_image
 from nested_inverse.cli import main
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on shared CPUs, threads that wait for each other cost far more than they give."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 FAST = ["--outer", "2", "--inner", "2", "--method", "ddnm", "--no-progress"]
 

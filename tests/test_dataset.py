@@ -22,14 +22,6 @@ from nested_inverse.dataset import (SamplerConfig, UsageError, degrade_dataset, 
                                     resolve_task, run_dataset)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on shared CPUs, threads that wait for each other cost far more than they give."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class ShrinkPrior:
     """A cheap deterministic prior: ``x̂0 = clamp(x_t/√ᾱ_t, −1, 1)·0.8``."""

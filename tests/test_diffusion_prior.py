@@ -24,14 +24,6 @@ from nested_inverse.imageio import bundled_image, from_model_range, to_model_ran
 from nested_inverse.prior import CountingPrior, Prior  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are tiny: extra threads only fight over the shared cores (3-5x slower when busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_unet(channels: int = 3, seed: int = 0) -> UNet2DModel:
     torch.manual_seed(seed)

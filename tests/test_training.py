@@ -23,14 +23,6 @@ from nested_inverse.training import _PatchSampler, train_prior  # noqa: E402
 TINY = dict(patch_size=16, block_out_channels=(16, 32), layers_per_block=1, batch_size=8, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are tiny: extra threads only fight over the shared cores (3-5x slower when busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture
 def images(tmp_path):

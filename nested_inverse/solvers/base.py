@@ -16,7 +16,7 @@ from operators.random import Generators, randn
 from ..prior import Prior
 from ..timesteps import spaced_timesteps
 
-__all__ = ["Solver", "SolverState", "ddim_step"]
+__all__ = ["Solver", "SolverState", "ddim_step", "unit_interval"]
 
 
 @dataclass
@@ -38,6 +38,13 @@ class SolverState:
     x0_hat: Tensor
     nfe: int
     vjp: int = 0
+
+
+def unit_interval(name: str, value: float) -> float:
+    """``value`` as a float after checking it lies in [0, 1] (η-like parameters), naming ``name``."""
+    if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"`{name}` must lie in [0, 1], got {value!r}")
+    return float(value)
 
 
 def ddim_step(

@@ -10,7 +10,7 @@ from torch import Tensor
 from operators.random import Generators
 
 from ..prior import Prior
-from .base import Solver, ddim_step
+from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["DDIM"]
 
@@ -49,8 +49,7 @@ class DDIM(Solver):
         shape = tuple(int(s) for s in shape)
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"`shape` must be [B, C, H, W] with positive sizes, got {shape}")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"`eta` must lie in [0, 1], got {eta}")
+        eta = unit_interval("eta", eta)
         self.prior = prior
         self.operator = None
         self.sigma_y = 0.0

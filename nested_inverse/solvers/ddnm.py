@@ -11,7 +11,7 @@ from operators import LinearOperator
 from operators.random import Generators
 
 from ..prior import Prior
-from .base import Solver, ddim_step
+from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["DDNM"]
 
@@ -61,8 +61,7 @@ class DDNM(Solver):
         plus: bool | None = None,
     ) -> None:
         super().__init__(prior, operator, y, sigma_y)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"`eta` must lie in [0, 1], got {eta}")
+        eta = unit_interval("eta", eta)
         self.eta = float(eta)
         self.plus = (self.sigma > 0) if plus is None else bool(plus) and self.sigma > 0
         self.svd = operator.svd() if self.plus else None

@@ -11,7 +11,7 @@ from operators import LinearOperator
 from operators.random import Generators, randn
 
 from ..prior import Prior
-from .base import Solver
+from .base import Solver, unit_interval
 
 __all__ = ["DDRM"]
 
@@ -81,10 +81,8 @@ class DDRM(Solver):
                 "None; use DDNM, PiGDM or DPS, which need only forward/pinv/adjoint"
             )
         super().__init__(prior, operator, y, sigma_y)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"`eta` must lie in [0, 1], got {eta}")
-        if not 0.0 <= eta_b <= 1.0:
-            raise ValueError(f"`eta_b` must lie in [0, 1], got {eta_b}")
+        eta = unit_interval("eta", eta)
+        eta_b = unit_interval("eta_b", eta_b)
         self.eta = float(eta)
         self.eta_b = float(eta_b)
         self.svd = svd

@@ -11,7 +11,7 @@ from operators import LinearOperator
 from operators.random import Generators
 
 from ..prior import Prior
-from .base import Solver, ddim_step
+from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["DPS"]
 
@@ -84,8 +84,7 @@ class DPS(Solver):
             raise ValueError(f"`zeta` must be > 0, got {zeta}")
         if likelihood not in _LIKELIHOODS:
             raise ValueError(f"`likelihood` must be one of {_LIKELIHOODS}, got {likelihood!r}")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"`eta` must lie in [0, 1], got {eta}")
+        eta = unit_interval("eta", eta)
         self.zeta = float(zeta)
         self.likelihood = likelihood
         self.eta = float(eta)

@@ -8,7 +8,7 @@ from operators import LinearOperator
 from operators.random import Generators
 
 from ..gmm import GaussianMixturePrior
-from .base import Solver, ddim_step
+from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["ExactPosterior"]
 
@@ -40,8 +40,7 @@ class ExactPosterior(Solver):
         if not isinstance(prior, GaussianMixturePrior):
             raise ValueError(f"`prior` must be a GaussianMixturePrior, got {type(prior).__name__}")
         super().__init__(prior, operator, y, sigma_y)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"`eta` must lie in [0, 1], got {eta}")
+        eta = unit_interval("eta", eta)
         self.eta = float(eta)
 
     def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ from operators.base import conjugate_gradient
 from operators.random import Generators
 
 from ..prior import Prior
-from .base import Solver, ddim_step
+from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["PiGDM"]
 
@@ -65,8 +65,7 @@ class PiGDM(Solver):
         cg_max_iter: int = 200,
     ) -> None:
         super().__init__(prior, operator, y, sigma_y)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"`eta` must lie in [0, 1], got {eta}")
+        eta = unit_interval("eta", eta)
         if not guidance_scale >= 0:
             raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale}")
         self.eta = float(eta)
