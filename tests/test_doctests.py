@@ -17,7 +17,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
 import nested_inverse
 import operators
@@ -45,15 +44,6 @@ DOCUMENTED = [
 
 #: at least this many examples run over both packages (a floor that catches examples vanishing)
 MIN_EXAMPLES = 40
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a busy machine competing threads run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _run(name: str) -> doctest.TestResults:
