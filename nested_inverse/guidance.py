@@ -4,6 +4,28 @@ Each command is a small value object sent with ``run.send(command)`` while the r
 outer steps (see :class:`nested_inverse.NestedSampler`); ``send`` answers with the current,
 possibly updated, result and the next ``next(run)`` goes on to the next outer step.
 
+Example:
+    >>> import torch, operators
+    >>> from nested_inverse import DDNM, GaussianMixturePrior, NestedSampler, Resample
+    >>> from nested_inverse import SetInnerSteps, Stop
+    >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+    ...                              event_shape=(1, 2, 2))
+    >>> op = operators.make("inpaint-half", image_shape=(1, 2, 2))
+    >>> y = op(torch.ones(1, 1, 2, 2, dtype=torch.float64))
+    >>> run = NestedSampler(DDNM(prior, op, y), outer_steps=3, inner_steps=2).iterate(
+    ...     torch.Generator().manual_seed(0))
+    >>> next(run).nfe, next(run).nfe
+    (0, 2)
+    >>> run.send(Resample()).nfe  # the same outer step again, with fresh noise
+    4
+    >>> _ = run.send(SetInnerSteps(1))
+    >>> next(run).nfe
+    5
+    >>> run.send(Stop()).outer_step
+    2
+    >>> next(run, None) is None
+    True
+
 References:
     Elata, Kawar, Michaeli, Elad, "Nested Diffusion Processes for Anytime Image Generation",
     2023, arXiv 2305.19066 (human guidance between outer steps, Sec. 5).
