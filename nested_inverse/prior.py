@@ -34,6 +34,18 @@ class CountingPrior:
 
     ``nfe`` counts ``predict`` calls per image (a call on a batch of B counts once, as the batch
     runs in parallel); ``images`` counts evaluated images (B per call).
+
+    Example:
+        >>> import torch, operators
+        >>> from nested_inverse import DDNM, CountingPrior, GaussianMixturePrior
+        >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+        ...                              event_shape=(1, 2, 2))
+        >>> op = operators.make("inpaint-half", image_shape=(1, 2, 2))
+        >>> y = op(prior.sample(1, torch.Generator().manual_seed(0)))
+        >>> counted = CountingPrior(prior)
+        >>> _ = DDNM(counted, op, y.expand(3, 1, 2, 2)).sample(steps=4)
+        >>> counted.nfe, counted.images
+        (4, 12)
     """
 
     def __init__(self, prior: Prior) -> None:
