@@ -31,6 +31,18 @@ class DDIM(Solver):
         eta: DDIM η ∈ [0, 1] (0.85 by default, the inner η of Elata et al.).
         dtype, device: of the samples.
 
+    Example:
+        >>> import torch
+        >>> from nested_inverse import DDIM, GaussianMixturePrior, NestedSampler
+        >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+        ...                              event_shape=(1, 2, 2))
+        >>> DDIM(prior, (5, 1, 2, 2), dtype=torch.float64).sample(steps=3).shape
+        torch.Size([5, 1, 2, 2])
+        >>> nested = NestedSampler.unconditional(prior, (5, 1, 2, 2), outer_steps=2, inner_steps=3,
+        ...                                      dtype=torch.float64)
+        >>> nested.sample(torch.Generator().manual_seed(0)).shape
+        torch.Size([5, 1, 2, 2])
+
     References:
         Song, Meng, Ermon, "Denoising Diffusion Implicit Models", ICLR 2021, arXiv 2010.02502.
     """
