@@ -27,6 +27,20 @@ class ExactPosterior(Solver):
     Args:
         prior: a :class:`GaussianMixturePrior`; operator, y, sigma_y: as for :class:`Solver`
             (``sigma_y`` on the [0, 1] scale); eta: DDIM η ∈ [0, 1].
+
+    Example:
+        >>> import torch, operators
+        >>> from nested_inverse import NestedSampler, GaussianMixturePrior
+        >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+        ...                              event_shape=(1, 2, 2))
+        >>> op = operators.make("inpaint-half", image_shape=(1, 2, 2))
+        >>> y = op(prior.sample(1, torch.Generator().manual_seed(0)))
+        >>> from nested_inverse.solvers import ExactPosterior
+        >>> exact = ExactPosterior(prior, op, y.expand(4, 1, 2, 2))
+        >>> x0 = NestedSampler(exact, outer_steps=2, inner_steps=1).sample(
+        ...     torch.Generator().manual_seed(0))
+        >>> torch.allclose(op(x0), y.expand(4, 1, 2, 2))  # noiseless: every sample fits y
+        True
     """
 
     def __init__(
