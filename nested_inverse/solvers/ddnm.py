@@ -46,6 +46,17 @@ class DDNM(Solver):
             et al.).
         plus: use DDNM+ for noisy ``y``; default (None): when ``sigma_y > 0``.
 
+    Example:
+        >>> import torch, operators
+        >>> from nested_inverse import DDNM, GaussianMixturePrior
+        >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+        ...                              event_shape=(1, 2, 2))
+        >>> op = operators.make("inpaint-half", image_shape=(1, 2, 2))
+        >>> y = op(prior.sample(1, torch.Generator().manual_seed(0)))
+        >>> x0 = DDNM(prior, op, y).sample(steps=5, generator=torch.Generator().manual_seed(1))
+        >>> torch.allclose(op(x0), y)  # the observed half is kept exactly
+        True
+
     References:
         Wang, Yu, Zhang, "Zero-Shot Image Restoration Using Denoising Diffusion Null-Space
         Model", ICLR 2023, arXiv 2212.00490.
