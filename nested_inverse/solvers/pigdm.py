@@ -46,6 +46,17 @@ class PiGDM(Solver):
         guidance_scale: ``w``, a multiplier on the guidance (default 1).
         cg_tol, cg_max_iter: conjugate-gradient settings for noisy ``y`` without an SVD.
 
+    Example:
+        >>> import torch, operators
+        >>> from nested_inverse import PiGDM, GaussianMixturePrior
+        >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+        ...                              event_shape=(1, 2, 2))
+        >>> op = operators.make("inpaint-half", image_shape=(1, 2, 2))
+        >>> y = op(prior.sample(1, torch.Generator().manual_seed(0)))
+        >>> x0 = PiGDM(prior, op, y).sample(steps=20, generator=torch.Generator().manual_seed(1))
+        >>> torch.allclose(op(x0), y)  # noiseless inpainting: the observed half is matched
+        True
+
     References:
         Song, Vahdat, Mardani, Kautz, "Pseudoinverse-Guided Diffusion Models for Inverse
         Problems", ICLR 2023 (openreview.net/forum?id=9_gsMA8MRKQ).
