@@ -53,6 +53,19 @@ class DPS(Solver):
             :class:`~operators.LinearOperator` and has no ``image_shape`` attribute.
         poisson_floor: lower bound on ``y₀₁`` in the Poisson weights (dark pixels).
 
+    Example (a non-linear forward model, given as a plain function):
+        >>> import torch
+        >>> from nested_inverse import DPS, GaussianMixturePrior
+        >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+        ...                              event_shape=(1, 2, 2))
+        >>> def f(x):
+        ...     return torch.tanh(x).flatten(1).sum(1, keepdim=True)
+        >>> y = torch.tensor([[1.0]], dtype=torch.float64)
+        >>> x0 = DPS(prior, f, y, image_shape=(1, 2, 2)).sample(
+        ...     steps=20, generator=torch.Generator().manual_seed(1))
+        >>> x0.shape
+        torch.Size([1, 1, 2, 2])
+
     References:
         Chung, Kim, Mccann, Klasky, Ye, "Diffusion Posterior Sampling for General Noisy Inverse
         Problems", ICLR 2023, arXiv 2209.14687.
