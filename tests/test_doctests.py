@@ -33,7 +33,18 @@ DOCUMENTED = [
     "nested_inverse.restore",
     "nested_inverse.GaussianMixturePrior",
     "nested_inverse.DiffusionPrior",
-    "nested_inverse.solvers.ddrm.DDRM",
+    "nested_inverse.DDRM",
+    "nested_inverse.DDNM",
+    "nested_inverse.PiGDM",
+    "nested_inverse.DPS",
+    "nested_inverse.DDIM",
+    "nested_inverse.solvers.ExactPosterior",
+    "nested_inverse.CountingPrior",
+    "nested_inverse.guidance",
+    "nested_inverse.metrics.psnr",
+    "nested_inverse.metrics.ssim",
+    "nested_inverse.metrics.anytime_quality",
+    "nested_inverse.metrics.sliced_wasserstein",
     "nested_inverse.timesteps.spaced_timesteps",
     "operators.make",
     "operators.check",
@@ -43,7 +54,7 @@ DOCUMENTED = [
 ]
 
 #: at least this many examples run over both packages (a floor that catches examples vanishing)
-MIN_EXAMPLES = 40
+MIN_EXAMPLES = 120
 
 
 def _run(name: str) -> doctest.TestResults:
