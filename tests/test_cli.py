@@ -299,3 +299,27 @@ def test_an_installed_plugin_operator_is_listed_and_usable(folder, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "plug-sr2:" in proc.stdout
     assert _size(tmp_path / "deg" / "observed" / "coffee.png") == (16, 16)
+
+
+def test_allow_pickle_loads_a_flat_pickled_prior_folder(tmp_path, capsys):
+    """Google's DDPM repos keep config, scheduler config and a pickled .bin at the root."""
+    import shutil
+
+    from diffusers import UNet2DModel
+
+    from nested_inverse import default_prior_dir
+
+    folder = tmp_path / "flat"
+    UNet2DModel(sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                down_block_types=("DownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "UpBlock2D")).save_pretrained(
+        folder, safe_serialization=False)
+    shutil.copy(default_prior_dir() / "scheduler" / "scheduler_config.json", folder)
+    image = tmp_path / "small.png"
+    save_image(bundled_image("coffee", 16), image)
+    args = ["restore", str(image), "--degrade", "--task", "sr2", "--prior", str(folder),
+            "--out", str(tmp_path / "out"), *FAST]
+    assert main(args) == 2
+    assert "allow_pickle" in capsys.readouterr().err
+    assert main([*args, "--allow-pickle"]) == 0
+    assert (tmp_path / "out" / "small.png").exists()

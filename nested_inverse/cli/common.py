@@ -59,11 +59,14 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_prior_args(p: argparse.ArgumentParser) -> None:
-    """``--prior``, ``--device``, ``--dtype``."""
+    """``--prior``, ``--allow-pickle``, ``--device``, ``--dtype``."""
     g = p.add_argument_group("model")
     g.add_argument("--prior", default="default", metavar="PATH_OR_REPO_ID",
                    help="a diffusers pixel-space UNet: a local folder or a Hugging Face Hub repo id "
                         "(default: the bundled natural-patches-64 prior)")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="also load pickled .bin weights (Google's DDPM repos ship only those); "
+                        "unpickling can run arbitrary code, so only for sources you trust")
     g.add_argument("--device", default="auto",
                    help="where the network runs: auto (the launcher's device, else cuda when "
                         "available, else cpu), cpu, cuda, cuda:1, mps … (default: auto)")
@@ -122,13 +125,14 @@ def pick_device(spec: str, launcher_device: torch.device | None = None) -> torch
 
 
 @functools.lru_cache(maxsize=2)
-def load_prior_cached(spec: str, device: str, dtype: str) -> Any:
+def load_prior_cached(spec: str, device: str, dtype: str, allow_pickle: bool = False) -> Any:
     """:func:`~nested_inverse.load_prior`, loaded once per process (in-process callers such as tests
     call ``main`` many times)."""
     from ..diffusion_prior import load_prior
 
-    return load_prior(None if spec == "default" else spec, device=device,
-                      torch_dtype=_DTYPES[dtype])
+    if spec == "default":
+        return load_prior(None, device=device, torch_dtype=_DTYPES[dtype])
+    return load_prior(spec, device=device, torch_dtype=_DTYPES[dtype], allow_pickle=allow_pickle)
 
 
 class _StderrHandler(logging.Handler):

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     # Under a launcher (accelerate launch) each process takes every world-th image.
     processes = launcher_processes()
     device = pick_device(args.device, processes.device)
-    prior = load_prior_cached(args.prior, str(device), args.dtype)
+    prior = load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle)
     created = check_writable(args.out)
     done = 0
     try:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     sampler = sampler_from_args(args)
     processes = launcher_processes()
     device = pick_device(args.device, processes.device)
-    prior = load_prior_cached(args.prior, str(device), args.dtype)
+    prior = load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle)
     settings = {**task.describe(), "sigma_y": args.sigma_y, "seed": args.seed,
                 "center_crop": args.center_crop, "samples": args.samples, "prior": args.prior,
                 "dtype": args.dtype, **dataclasses.asdict(sampler)}
