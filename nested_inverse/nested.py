@@ -213,7 +213,7 @@ class NestedSampler:
         self.solver = solver
         self.outer_steps = outer_steps
         self.inner_steps = inner_steps
-        self.outer_eta = float(outer_eta)
+        self.outer_eta = outer_eta
         self.timesteps = outer_timesteps(solver.num_timesteps, outer_steps)
 
     @classmethod

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from operators import LinearOperator
+from operators import SVD, LinearOperator
 from operators.random import Generators, randn
 
 from ..prior import Prior
 from ..timesteps import spaced_timesteps
 
-__all__ = ["Solver", "SolverState", "ddim_step", "unit_interval"]
+__all__ = ["Solver", "SolverState", "ddim_step", "spectral_observation", "unit_interval"]
 
 
 @dataclass
@@ -45,6 +45,22 @@ def unit_interval(name: str, value: float) -> float:
     if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"`{name}` must lie in [0, 1], got {value!r}")
     return float(value)
+
+
+def spectral_observation(
+    svd: SVD, y: Tensor, floor: Tensor | float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""``y`` in the operator's spectral space: ``(observed, ȳ, s)``, each ``[B or 1, N]``.
+
+    ``observed = s > floor``; ``ȳ_i = (Uᵀy)_i / s_i`` on observed components and 0 elsewhere; ``s``
+    in ``y``'s dtype and device with 1 where unobserved, so callers may divide by it (DDRM, DDNM+).
+    """
+    s = svd.singulars.to(dtype=y.dtype, device=y.device)
+    observed = s > floor
+    safe = torch.where(observed, s, torch.ones_like(s))
+    with torch.no_grad():
+        y_bar = torch.where(observed, svd.Ut(y) / safe, 0.0)
+    return observed, y_bar, safe
 
 
 def ddim_step(

@@ -65,7 +65,7 @@ class DDIM(Solver):
         self.prior = prior
         self.operator = None
         self.sigma_y = 0.0
-        self.eta = float(eta)
+        self.eta = eta
         self.alphas_cumprod = torch.as_tensor(prior.alphas_cumprod, dtype=torch.float64).cpu()
         self.y = torch.zeros(shape[0], 0, dtype=dtype, device=device)
         self.y_pinv = torch.zeros(shape, dtype=dtype, device=device)

@@ -11,7 +11,7 @@ from operators import LinearOperator
 from operators.random import Generators
 
 from ..prior import Prior
-from .base import Solver, ddim_step, unit_interval
+from .base import Solver, ddim_step, spectral_observation, unit_interval
 
 __all__ = ["DDNM"]
 
@@ -73,15 +73,11 @@ class DDNM(Solver):
     ) -> None:
         super().__init__(prior, operator, y, sigma_y)
         eta = unit_interval("eta", eta)
-        self.eta = float(eta)
+        self.eta = eta
         self.plus = (self.sigma > 0) if plus is None else bool(plus) and self.sigma > 0
         self.svd = operator.svd() if self.plus else None
         if self.svd is not None:
-            s = self.svd.singulars.to(dtype=y.dtype, device=y.device)
-            self._observed = s > 0
-            safe = torch.where(self._observed, s, torch.ones_like(s))
-            with torch.no_grad():
-                self._y_bar = torch.where(self._observed, self.svd.Ut(y) / safe, 0.0)
+            self._observed, self._y_bar, safe = spectral_observation(self.svd, y)
             self._noise_bar = torch.where(self._observed, self.sigma / safe, 0.0)  # σ_y/s_i
 
     def correct(self, x0: Tensor, t: int) -> Tensor:

@@ -11,7 +11,7 @@ from operators import LinearOperator
 from operators.random import Generators, randn
 
 from ..prior import Prior
-from .base import Solver, unit_interval
+from .base import Solver, spectral_observation, unit_interval
 
 __all__ = ["DDRM"]
 
@@ -83,22 +83,19 @@ class DDRM(Solver):
         super().__init__(prior, operator, y, sigma_y)
         eta = unit_interval("eta", eta)
         eta_b = unit_interval("eta_b", eta_b)
-        self.eta = float(eta)
-        self.eta_b = float(eta_b)
+        self.eta = eta
+        self.eta_b = eta_b
         self.svd = svd
         if rcond is None:
             rcond = 1e-2 if sigma_y == 0 else 0.0
         if not 0.0 <= rcond < 1.0:
             raise ValueError(f"`rcond` must lie in [0, 1), got {rcond}")
         self.rcond = float(rcond)
-        s = svd.singulars.to(dtype=y.dtype, device=y.device)
         # ȳ_i = (Uᵀy)_i/s_i multiplies y's rounding (and a PNG's quantisation) by 1/s_i: components
         # far below the largest singular value are left to the prior, as pinv cut-offs do.
-        floor = s.amax(dim=1, keepdim=True) * max(self.rcond, torch.finfo(y.dtype).eps * 10)
-        self.observed = s > floor  # [B or 1, N]
-        safe = torch.where(self.observed, s, torch.ones_like(s))
-        with torch.no_grad():
-            self.y_bar = torch.where(self.observed, svd.Ut(y) / safe, 0.0)  # [B, N]
+        s_max = svd.singulars.to(dtype=y.dtype, device=y.device).amax(dim=1, keepdim=True)
+        floor = s_max * max(self.rcond, torch.finfo(y.dtype).eps * 10)
+        self.observed, self.y_bar, safe = spectral_observation(svd, y, floor)  # [B or 1, N]
         # Observation noise per component in the x̄ variable: σ_y/s_i (inf where unobserved).
         self.noise_bar = torch.where(self.observed, self.sigma / safe, math.inf)
         # Case 2 divides by σ_y/s_i; where that is 0 case 3 applies, so any finite divisor will do.

@@ -100,7 +100,7 @@ class DPS(Solver):
         eta = unit_interval("eta", eta)
         self.zeta = float(zeta)
         self.likelihood = likelihood
-        self.eta = float(eta)
+        self.eta = eta
         self.weights = None
         if likelihood == "poisson":
             self.weights = 1.0 / (2 * ((y + 1) / 2).clamp_min(poisson_floor))

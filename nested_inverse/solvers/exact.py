@@ -55,7 +55,7 @@ class ExactPosterior(Solver):
             raise ValueError(f"`prior` must be a GaussianMixturePrior, got {type(prior).__name__}")
         super().__init__(prior, operator, y, sigma_y)
         eta = unit_interval("eta", eta)
-        self.eta = float(eta)
+        self.eta = eta
 
     def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:
         x0 = self.prior.posterior_sample(self.operator, self.y, self.sigma_y, x_t=x_t, t=t,

@@ -79,7 +79,7 @@ class PiGDM(Solver):
         eta = unit_interval("eta", eta)
         if not guidance_scale >= 0:
             raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale}")
-        self.eta = float(eta)
+        self.eta = eta
         self.guidance_scale = float(guidance_scale)
         self.cg_tol, self.cg_max_iter = float(cg_tol), int(cg_max_iter)
         self.svd = operator.svd()
