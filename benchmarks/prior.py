@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from nested_inverse.diffusion_prior import DiffusionPrior
+from nested_inverse.priors.diffusers import DiffusionPrior
 
 
 def _sync(device: torch.device) -> None:

@@ -6,8 +6,7 @@ outer step (Elata, Kawar, Michaeli, Elad, 2023, arXiv 2305.19066).
 """
 
 from .paths import data_dir, default_prior_dir, images_dir
-from .gmm import GaussianMixturePrior
-from .prior import CountingPrior, Prior
+from .priors import CountingPrior, GaussianMixturePrior, Prior
 from .solvers import DDNM, Solver, SolverState
 
 __version__ = "0.1.0"
@@ -15,8 +14,7 @@ __version__ = "0.1.0"
 __all__ = ["DDNM", "CountingPrior", "GaussianMixturePrior", "Solver", "SolverState", "Prior", "data_dir", "default_prior_dir", "images_dir"]
 
 # Priors and image I/O (issue 3).
-from .diffusion_prior import DiffusionPrior, load_prior  # noqa: E402
-from .training import train_prior  # noqa: E402
+from .priors import DiffusionPrior, load_prior, train_prior  # noqa: E402
 from .imageio import (  # noqa: E402
     bundled_image,
     bundled_image_names,

@@ -32,7 +32,7 @@ from torch import Tensor
 from operators.random import Generators
 
 from .guidance import Edit, Resample, SetInnerSteps, Stop
-from .prior import Prior
+from .priors import Prior
 from .solvers.base import Solver, ddim_step, unit_interval
 from .timesteps import spaced_timesteps
 

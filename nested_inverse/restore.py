@@ -24,7 +24,7 @@ from operators import LinearOperator
 
 from .imageio import from_model_range, from_tensor, to_tensor
 from .nested import AnytimeResult, NestedSampler
-from .prior import Prior
+from .priors import Prior
 
 __all__ = ["METHODS", "make_solver", "restore"]
 
@@ -138,7 +138,7 @@ def restore(
         >>> out.shape
         torch.Size([1, 3, 32, 32])
     """
-    from .diffusion_prior import load_prior
+    from .priors import load_prior
 
     y01 = to_tensor(y)
     prior = load_prior(prior)

@@ -128,7 +128,7 @@ def pick_device(spec: str, launcher_device: torch.device | None = None) -> torch
 def load_prior_cached(spec: str, device: str, dtype: str, allow_pickle: bool = False) -> Any:
     """:func:`~nested_inverse.load_prior`, loaded once per process (in-process callers such as tests
     call ``main`` many times)."""
-    from ..diffusion_prior import load_prior
+    from ..priors import load_prior
 
     if spec == "default":
         return load_prior(None, device=device, torch_dtype=_DTYPES[dtype])

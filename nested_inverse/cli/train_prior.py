@@ -80,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..training import train_prior
+    from ..priors import train_prior
 
     out = train_prior(
         args.images_dir,

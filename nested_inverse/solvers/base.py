@@ -13,7 +13,7 @@ from torch import Tensor
 from operators import SVD, LinearOperator
 from operators.random import Generators, randn
 
-from ..prior import Prior
+from ..priors import Prior
 from ..timesteps import spaced_timesteps
 
 __all__ = ["Solver", "SolverState", "ddim_step", "spectral_observation", "unit_interval"]

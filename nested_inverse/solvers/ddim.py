@@ -9,7 +9,7 @@ from torch import Tensor
 
 from operators.random import Generators
 
-from ..prior import Prior
+from ..priors import Prior
 from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["DDIM"]

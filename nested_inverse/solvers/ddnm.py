@@ -10,7 +10,7 @@ from torch import Tensor
 from operators import LinearOperator
 from operators.random import Generators
 
-from ..prior import Prior
+from ..priors import Prior
 from .base import Solver, ddim_step, spectral_observation, unit_interval
 
 __all__ = ["DDNM"]

@@ -7,7 +7,7 @@ from torch import Tensor
 from operators import LinearOperator
 from operators.random import Generators
 
-from ..gmm import GaussianMixturePrior
+from ..priors.gmm import GaussianMixturePrior
 from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["ExactPosterior"]

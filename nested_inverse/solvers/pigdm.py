@@ -11,7 +11,7 @@ from operators import LinearOperator
 from operators.base import conjugate_gradient
 from operators.random import Generators
 
-from ..prior import Prior
+from ..priors import Prior
 from .base import Solver, ddim_step, unit_interval
 
 __all__ = ["PiGDM"]

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .paths import default_prior_dir
-from .prior import Prior
+from ..paths import default_prior_dir
+from .protocol import Prior
 
 __all__ = ["DiffusionPrior", "alphas_cumprod_from_schedule", "load_prior"]
 

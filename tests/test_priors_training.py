@@ -17,8 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import nested_inverse  # noqa: E402
 from nested_inverse import paths  # noqa: E402
 from nested_inverse.cli import main  # noqa: E402
-from nested_inverse.diffusion_prior import DiffusionPrior  # noqa: E402
-from nested_inverse.training import _PatchSampler, train_prior  # noqa: E402
+from nested_inverse.priors.diffusers import DiffusionPrior  # noqa: E402
+from nested_inverse.priors.training import _PatchSampler, train_prior  # noqa: E402
 
 TINY = dict(patch_size=16, block_out_channels=(16, 32), layers_per_block=1, batch_size=8, progress=False)
 

@@ -15,13 +15,13 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel  # noqa: E402
 
 import nested_inverse  # noqa: E402
 from nested_inverse import paths  # noqa: E402
-from nested_inverse.diffusion_prior import (  # noqa: E402
+from nested_inverse.priors.diffusers import (  # noqa: E402
     DiffusionPrior,
     alphas_cumprod_from_schedule,
     load_prior,
 )
 from nested_inverse.imageio import bundled_image, from_model_range, to_model_range  # noqa: E402
-from nested_inverse.prior import CountingPrior, Prior  # noqa: E402
+from nested_inverse.priors import CountingPrior, Prior  # noqa: E402
 
 
 

@@ -56,7 +56,7 @@ def _find_images(folder: Path) -> list[Path]:
 
 def _load_images(folder: Path, patch_size: int) -> tuple[list[Tensor], list[Path], bool]:
     """The readable images of ``folder`` (recursive) as uint8 ``[C, H, W]``, C = 1 or 3."""
-    from .imageio import load_image
+    from ..imageio import load_image
 
     files = _find_images(folder)
     images, used, colour, too_small = [], [], False, []
@@ -274,7 +274,7 @@ def train_prior(
     images, used, colour = _load_images(folder, patch_size)
     init_unet = None
     if init_from is not None:
-        from .diffusion_prior import DiffusionPrior
+        from .diffusers import DiffusionPrior
 
         init_unet = DiffusionPrior.from_pretrained(init_from).unet
         cfg = init_unet.config
