@@ -3,19 +3,25 @@
 An outer diffusion process whose every step runs a whole inner inverse-problem solver (DDRM, DDNM,
 ΠGDM, DPS) from the current state, so that a finished-looking restoration is available after each
 outer step (Elata, Kawar, Michaeli, Elad, 2023, arXiv 2305.19066).
+
+The public API, by concept:
+
+- one call: :func:`restore`;
+- the problem: :class:`Problem` (observation in [0, 1], operator, noise; operators live in the
+  separate ``operators`` package);
+- priors: :class:`Prior`, :class:`DiffusionPrior`, :class:`GaussianMixturePrior`,
+  :func:`load_prior`, :func:`train_prior`, :class:`CountingPrior`;
+- solvers: :class:`DDRM`, :class:`DDNM`, :class:`PiGDM`, :class:`DPS`, :class:`DDIM` (and the
+  registry ``nested_inverse.solvers.make/available``);
+- the anytime stream: :class:`NestedSampler`, :class:`VanillaSampler`, :class:`SamplerConfig`,
+  :class:`AnytimeResult`, :class:`AnytimeRun`, and the guidance commands :class:`Edit`,
+  :class:`Resample`, :class:`SetInnerSteps`, :class:`Stop`;
+- images: loading, saving and converting (``imageio``), bundled images and data paths.
 """
 
-from .paths import data_dir, default_prior_dir, images_dir
-from .priors import CountingPrior, GaussianMixturePrior, Prior
-from .solvers import DDNM, Solver, SolverState
-
-__version__ = "0.1.0"
-
-__all__ = ["DDNM", "CountingPrior", "GaussianMixturePrior", "Solver", "SolverState", "Prior", "data_dir", "default_prior_dir", "images_dir"]
-
-# Priors and image I/O (issue 3).
-from .priors import DiffusionPrior, load_prior, train_prior  # noqa: E402
-from .imageio import (  # noqa: E402
+from .anytime import AnytimeResult, AnytimeRun, VanillaSampler
+from .guidance import Edit, Resample, SetInnerSteps, Stop
+from .imageio import (
     bundled_image,
     bundled_image_names,
     center_crop,
@@ -27,42 +33,37 @@ from .imageio import (  # noqa: E402
     to_model_range,
     to_tensor,
 )
+from .nested import NestedSampler
+from .paths import data_dir, default_prior_dir, images_dir
+from .priors import (
+    CountingPrior,
+    DiffusionPrior,
+    GaussianMixturePrior,
+    Prior,
+    load_prior,
+    train_prior,
+)
+from .problem import Problem
+from .restore import restore
+from .sampling import SamplerConfig
+from .solvers import DDIM, DDNM, DDRM, DPS, InverseSolver, PiGDM, Solver, SolverState
 
-__all__ += [
-    "DiffusionPrior",
-    "load_prior",
-    "train_prior",
-    "bundled_image",
-    "bundled_image_names",
-    "center_crop",
-    "crop_to_multiple",
-    "from_model_range",
-    "from_tensor",
-    "load_image",
-    "save_image",
-    "to_model_range",
-    "to_tensor",
-]
+__version__ = "0.1.0"
 
-# Nested sampler, guidance, one-call restore (issue 5).
-from .guidance import Edit, Resample, SetInnerSteps, Stop  # noqa: E402
-from .nested import AnytimeResult, AnytimeRun, NestedSampler  # noqa: E402
-from .restore import restore  # noqa: E402
-from .solvers import DDIM  # noqa: E402
-
-__all__ += [
-    "AnytimeResult",
-    "AnytimeRun",
-    "DDIM",
-    "Edit",
-    "NestedSampler",
-    "Resample",
-    "SetInnerSteps",
-    "Stop",
+__all__ = [
+    # one call
     "restore",
+    # the problem
+    "Problem",
+    # priors
+    "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "Prior", "load_prior", "train_prior",
+    # solvers
+    "DDIM", "DDNM", "DDRM", "DPS", "InverseSolver", "PiGDM", "Solver", "SolverState",
+    # the anytime stream and guidance
+    "AnytimeResult", "AnytimeRun", "Edit", "NestedSampler", "Resample", "SamplerConfig",
+    "SetInnerSteps", "Stop", "VanillaSampler",
+    # images and data
+    "bundled_image", "bundled_image_names", "center_crop", "crop_to_multiple", "data_dir",
+    "default_prior_dir", "from_model_range", "from_tensor", "images_dir", "load_image",
+    "save_image", "to_model_range", "to_tensor",
 ]
-
-# Inverse-problem solvers (issue 4).
-from .solvers import DDRM, DPS, PiGDM  # noqa: E402
-
-__all__ += ["DDRM", "DPS", "PiGDM"]

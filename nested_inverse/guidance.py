@@ -34,10 +34,14 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor
 
-__all__ = ["Command", "Edit", "Resample", "SetInnerSteps", "Stop"]
+if TYPE_CHECKING:
+    from .anytime import AnytimeResult
+
+__all__ = ["Command", "Edit", "Resample", "SetInnerSteps", "Steerable", "Stop", "apply"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,33 @@ class Stop:
 
 
 Command = Edit | Resample | SetInnerSteps | Stop
+
+
+class Steerable(Protocol):
+    """What a running sampler offers the commands: each method acts and answers with the current
+    result (raising ``ValueError``/``RuntimeError`` when it cannot, the run staying alive)."""
+
+    latest: AnytimeResult | None
+    stopped: bool
+
+    def edit(self, image: Tensor) -> AnytimeResult: ...
+
+    def resample(self) -> AnytimeResult: ...
+
+    def set_inner_steps(self, steps: int) -> AnytimeResult: ...
+
+    def stop(self) -> AnytimeResult: ...
+
+
+def apply(command: Any, target: Steerable) -> AnytimeResult:
+    """Dispatch ``command`` to ``target``; unknown commands raise ``ValueError``."""
+    if isinstance(command, Edit):
+        return target.edit(command.image)
+    if isinstance(command, Resample):
+        return target.resample()
+    if isinstance(command, SetInnerSteps):
+        return target.set_inner_steps(command.steps)
+    if isinstance(command, Stop):
+        return target.stop()
+    raise ValueError(f"unknown command {command!r}; send Edit(image), Resample(), SetInnerSteps(n) "
+                     "or Stop()")

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["anytime_quality", "lpips", "lpips_available", "psnr", "sliced_wasserstein", "ssim"]
+__all__ = ["anytime_quality", "image_quality", "lpips", "lpips_available", "psnr", "sliced_wasserstein",
+           "ssim"]
 
 
 def _pair(x: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
@@ -190,3 +191,20 @@ def sliced_wasserstein(
         q = torch.linspace(0, 1, max(px.shape[0], pz.shape[0]), dtype=torch.float64)
         px, pz = torch.quantile(px, q, dim=0), torch.quantile(pz, q, dim=0)
     return float(((px - pz) ** 2).mean().sqrt())
+
+
+def image_quality(x: Tensor, ref: Tensor) -> dict[str, list[float | None]]:
+    """PSNR (dB), SSIM and LPIPS per image pair, ``[B, C, H, W]`` in [0, 1], as lists of floats.
+
+    ``lpips`` holds None per image where LPIPS is unavailable offline (:func:`lpips_available`).
+
+    Example:
+        >>> import torch
+        >>> q = image_quality(torch.full((2, 1, 16, 16), 0.5), torch.full((2, 1, 16, 16), 0.6))
+        >>> [round(v, 2) for v in q["psnr"]], q["lpips"]
+        ([20.0, 20.0], [None, None])
+    """
+    a = x.detach().to(torch.float64).clamp(0, 1).cpu()
+    b = ref.detach().to(torch.float64).clamp(0, 1).cpu()
+    return {"psnr": psnr(a, b).tolist(), "ssim": ssim(a, b).tolist(),
+            "lpips": lpips(a, b).tolist() if lpips_available() else [None] * a.shape[0]}

@@ -23,48 +23,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from operators.random import Generators
 
-from .guidance import Edit, Resample, SetInnerSteps, Stop
+from .anytime import AnytimeResult, AnytimeRun, run_to_end
+from .planning import Allowance, keep_evenly, plan_budget
 from .priors import Prior
 from .solvers.base import Solver, ddim_step, unit_interval
 from .timesteps import spaced_timesteps
 
-__all__ = ["AnytimeResult", "AnytimeRun", "NestedSampler", "outer_timesteps", "plan_budget"]
-
-#: the fewest inner evaluations the budget policy shrinks an inner run to before dropping outer
-#: steps (one evaluation from a large τ gives only a blurry x̂0).
-MIN_INNER_STEPS = 2
-#: safety factor on the measured seconds per evaluation when fitting work into a deadline.
-DEADLINE_MARGIN = 1.15
-
-
-@dataclass
-class AnytimeResult:
-    """The restoration available at one moment of a nested run.
-
-    Attributes:
-        image: the restoration ``[B, C, H, W]`` in the model range [-1, 1] (``A†y`` at outer step 0).
-        outer_step: outer steps done (0 for ``A†y``).
-        nfe: network evaluations spent so far, per image (resamples and aborted runs included).
-        elapsed_s: seconds since the run started when this result became available.
-        x_t: the outer state the inner run started from ``[B, C, H, W]`` (the initial state for
-            outer step 0).
-        t: the timestep of ``x_t``.
-    """
-
-    image: Tensor
-    outer_step: int
-    nfe: int
-    elapsed_s: float
-    x_t: Tensor
-    t: int
+__all__ = ["NestedSampler", "outer_timesteps"]
 
 
 def outer_timesteps(num_timesteps: int, outer_steps: int) -> list[int]:
@@ -82,90 +55,6 @@ def outer_timesteps(num_timesteps: int, outer_steps: int) -> list[int]:
         raise ValueError(f"`outer_steps` must lie in [1, {T - 1}] for a schedule of {T} "
                          f"timesteps, got {outer_steps}")
     return [int(math.floor((T - 1) * (1 - k / K) + 0.5)) for k in range(K)]
-
-
-def plan_budget(
-    remaining_nfe: float, remaining_outer: int, inner_steps: int
-) -> tuple[int, int]:
-    """``(outer steps kept, inner evaluations for the next run)`` for what is left of a budget.
-
-    Policy: keep every remaining outer step at ``inner_steps`` while that fits; otherwise shrink
-    the inner runs evenly (the next run gets ``⌊R/m⌋``; leftovers flow to later runs, so the last
-    run, which sets the final quality, gets the most) down to ``MIN_INNER_STEPS``; below that drop
-    outer steps, keeping ``⌊R/MIN_INNER_STEPS⌋`` of them (at least one while ``R ≥ 1``).
-    ``(0, 0)`` means nothing fits.
-
-    Example:
-        >>> plan_budget(50, 5, 10), plan_budget(20, 5, 10), plan_budget(5, 5, 10)
-        ((5, 10), (5, 4), (2, 2))
-    """
-    m, n = int(remaining_outer), int(inner_steps)
-    if remaining_nfe < 1 or m < 1:
-        return 0, 0
-    if remaining_nfe >= m * n:  # also an unlimited (infinite) budget
-        return m, n
-    R = int(remaining_nfe)
-    floor = min(n, MIN_INNER_STEPS)
-    if R >= m * floor:
-        return m, R // m
-    keep = max(1, R // floor)
-    return keep, R // keep
-
-
-def _keep(pending: list[int], keep: int, first_fixed: bool) -> list[int]:
-    """``keep`` of the pending outer timesteps, evenly chosen, always with the smallest one.
-
-    With ``first_fixed`` the first one stays too (the outer state already sits there).
-    """
-    if keep >= len(pending):
-        return pending
-    if keep == 1:
-        return pending[:1] if first_fixed else pending[-1:]
-    idx = torch.linspace(0, len(pending) - 1, keep, dtype=torch.float64).round().long().tolist()
-    return [pending[i] for i in dict.fromkeys(idx)]
-
-
-class AnytimeRun(Iterator[AnytimeResult]):
-    """The iterator :meth:`NestedSampler.iterate` returns: a generator that raises bad commands.
-
-    ``next(run)`` gives the next result; ``run.send(command)`` applies a guidance command to the
-    current result and answers with the (updated) current result. A rejected command raises
-    ``ValueError``/``RuntimeError`` here while the run stays alive. ``run.latest`` is the latest
-    result delivered (None before the first).
-    """
-
-    def __init__(self, gen: Generator[AnytimeResult | Exception, object, None]) -> None:
-        self._gen = gen
-        self._started = False
-        self.latest: AnytimeResult | None = None
-
-    def __iter__(self) -> AnytimeRun:
-        return self
-
-    def __next__(self) -> AnytimeResult:
-        return self.send(None)
-
-    def send(self, command: object) -> AnytimeResult:
-        if not self._started and command is not None:
-            raise RuntimeError("call next(run) for the first result before sending commands")
-        if not self._started:
-            item = next(self._gen)
-        elif command is None:
-            item = self._gen.send(None)
-        else:
-            try:
-                item = self._gen.send(command)
-            except StopIteration:
-                raise RuntimeError(f"the run has ended; {command!r} must be sent before the "
-                                   "next() that ends it") from None
-        self._started = True
-        if isinstance(item, Exception):
-            raise item
-        self.latest = item
-        return item
-
-    def close(self) -> None:
-        self._gen.close()
 
 
 class NestedSampler:
@@ -202,10 +91,8 @@ class NestedSampler:
     def __init__(
         self, solver: Solver, outer_steps: int, inner_steps: int, outer_eta: float = 0.0
     ) -> None:
-        for name in ("iterate", "initial_state", "alpha", "num_timesteps", "y_pinv", "noise"):
-            if not hasattr(solver, name):
-                raise ValueError(f"`solver` must be a Solver (missing `{name}`), got "
-                                 f"{type(solver).__name__}")
+        if not isinstance(solver, Solver):
+            raise ValueError(f"`solver` must be a Solver, got {type(solver).__name__}")
         for name, value in (("outer_steps", outer_steps), ("inner_steps", inner_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
@@ -253,10 +140,7 @@ class NestedSampler:
         deadline_s: float | None = None,
     ) -> Tensor:
         """The final restoration ``[B, C, H, W]`` (model range); arguments as for :meth:`iterate`."""
-        result = None
-        for result in self.iterate(generator, budget_nfe, deadline_s):
-            pass
-        return result.image
+        return run_to_end(self.iterate(generator, budget_nfe, deadline_s))[-1].image
 
     def iterate(
         self,
@@ -291,125 +175,37 @@ class NestedSampler:
         from the same outer state. No result is ever delivered after the deadline; the run ends at
         most one evaluation after it.
         """
-        if budget_nfe is not None:
-            if isinstance(budget_nfe, bool) or not isinstance(budget_nfe, int) or budget_nfe < 1:
-                raise ValueError(f"`budget_nfe` must be an integer >= 1 (evaluations per image), "
-                                 f"got {budget_nfe!r}")
-        if deadline_s is not None and not float(deadline_s) > 0:
-            raise ValueError(f"`deadline_s` must be > 0 seconds, got {deadline_s!r}")
-        return AnytimeRun(self._run(generator, budget_nfe, deadline_s))
+        session = _Session(self, generator, Allowance(budget_nfe, deadline_s))
+        return AnytimeRun(self._outer_loop(session), session)
 
-    # --------------------------------------------------------------------------------- the loop
-    def _run(
-        self, generator: Generators, budget_nfe: int | None, deadline_s: float | None
-    ) -> Generator[AnytimeResult | Exception, object, None]:
-        solver = self.solver
-        start = time.perf_counter()
-        deadline_at = None if deadline_s is None else start + float(deadline_s)
-        inner = self.inner_steps
-        nfe = 0
-        eval_seconds, evals_timed = 0.0, 0  # for the per-evaluation time estimate
-
-        def seconds_per_eval() -> float | None:
-            return None if evals_timed == 0 else DEADLINE_MARGIN * eval_seconds / evals_timed
-
-        def remaining() -> int:
-            left = math.inf if budget_nfe is None else budget_nfe - nfe
-            per = seconds_per_eval()
-            if deadline_at is not None and per is not None:
-                left = min(left, math.floor((deadline_at - time.perf_counter()) / per))
-            return left
-
-        def run_inner(x: Tensor, tau: int, steps: int) -> tuple[Tensor | None, int, float]:
-            """One inner run; ``(x̂0 or None when abandoned for the deadline, evaluations, s)``."""
-            planned = len(spaced_timesteps(tau, steps))
-            t0 = time.perf_counter()
-            state, used = None, 0
-            for state in solver.iterate(x_t=x, t_start=tau, steps=steps, generator=generator):
-                used = state.nfe
-                if deadline_at is not None and used < planned:
-                    now = time.perf_counter()
-                    # The measured rate, without the planning margin: a run planned with the
-                    # margin is abandoned only when evaluations slow down by more than it.
-                    per = (now - t0) / used
-                    if now + per * (planned - used) > deadline_at:
-                        return None, used, now - t0
-            return state.x_t, used, time.perf_counter() - t0
-
-        x = solver.initial_state(solver.num_timesteps - 1, generator)
+    def _outer_loop(self, run: _Session) -> Iterator[AnytimeResult]:
+        """The outer diffusion (Elata et al.): at each τ_k an inner run gives x̂0_k, shown, then
+        one outer DDIM step to τ_{k+1}. Commands act on ``run`` between the yields."""
+        solver, generator = self.solver, run.generator
+        run.allowance.start()
         tau = solver.num_timesteps - 1
-        pending = list(self.timesteps)  # outer timesteps still to run; x sits at pending[0] now
-        result = AnytimeResult(solver.y_pinv.clone(), 0, 0, time.perf_counter() - start, x, tau)
-        last_inner = inner
-        while True:
-            # Serve guidance until the caller asks for the next outer step (a plain next()).
-            command = yield result
-            while command is not None:
-                reply: AnytimeResult | Exception = result
-                if isinstance(command, Stop):
-                    yield result
-                    return
-                if isinstance(command, Edit):
-                    image = self._edited(command.image)
-                    reply = image if isinstance(image, Exception) else replace(result, image=image)
-                elif isinstance(command, SetInnerSteps):
-                    inner = command.steps
-                elif isinstance(command, Resample):
-                    if result.outer_step == 0:
-                        reply = RuntimeError("nothing to resample before the first outer step")
-                    else:
-                        keep, steps = plan_budget(remaining(), 1, last_inner)
-                        if keep == 0:
-                            reply = RuntimeError(f"no evaluations left for `Resample` "
-                                                 f"(budget_nfe={budget_nfe}, deadline_s="
-                                                 f"{deadline_s}, spent {nfe})")
-                        else:
-                            x0, used, secs = run_inner(result.x_t, result.t, steps)
-                            nfe += used
-                            eval_seconds, evals_timed = eval_seconds + secs, evals_timed + used
-                            if x0 is None:
-                                reply = RuntimeError("`Resample` abandoned: the deadline came "
-                                                     "first; the previous result stands")
-                            else:
-                                result = AnytimeResult(x0, result.outer_step, nfe,
-                                                       time.perf_counter() - start,
-                                                       result.x_t, result.t)
-                                reply = result
-                else:
-                    reply = ValueError(f"unknown command {command!r}; send Edit(image), "
-                                       "Resample(), SetInnerSteps(n) or Stop()")
-                if isinstance(reply, AnytimeResult):
-                    result = reply
-                command = yield reply
-
-            if result.outer_step > 0 and not pending:
-                return
-            keep, steps = plan_budget(remaining(), len(pending), inner)
+        x = solver.initial_state(tau, generator)
+        pending = list(self.timesteps)  # outer timesteps still to run; x sits at pending[0]
+        yield AnytimeResult(solver.initial_estimate.clone(), 0, 0, run.allowance.elapsed_s, x, tau)
+        while pending:
+            shown = run.latest  # after any Edit or Resample sent since it was delivered
+            keep, steps = plan_budget(run.allowance.remaining(), len(pending), run.inner_steps)
             if keep == 0:
                 return
-            pending = _keep(pending, keep, first_fixed=result.outer_step == 0)
-            if result.outer_step > 0:
-                x = self._outer_step(x, tau, result.image, pending[0], generator)
+            pending = keep_evenly(pending, keep, first_fixed=shown.outer_step == 0)
+            if shown.outer_step > 0:
+                x = self._outer_step(x, tau, shown.image, pending[0], generator)
             tau = pending.pop(0)
-            x0, used, secs = run_inner(x, tau, steps)
-            nfe += used
-            eval_seconds, evals_timed = eval_seconds + secs, evals_timed + used
-            if x0 is None:
-                # Abandoned for the deadline: one shorter last run from the same state, if it fits.
-                steps = min(remaining(), steps - 1)
-                if steps < 1:
-                    return
-                x0, used, secs = run_inner(x, tau, int(steps))
-                nfe += used
-                eval_seconds, evals_timed = eval_seconds + secs, evals_timed + used
-                if x0 is None:
-                    return
+            x0 = run.inner(x, tau, steps)
+            if x0 is None:  # abandoned for the deadline: one shorter, last run from the same state
+                steps = int(min(run.allowance.remaining(), steps - 1))
+                x0 = run.inner(x, tau, steps) if steps >= 1 else None
                 pending = []
-            last_inner = steps
-            if deadline_at is not None and time.perf_counter() > deadline_at:
+            if x0 is None or run.allowance.expired():
                 return
-            result = AnytimeResult(x0, result.outer_step + 1, nfe, time.perf_counter() - start,
-                                   x, tau)
+            run.last_inner = steps
+            yield AnytimeResult(x0, shown.outer_step + 1, run.allowance.nfe,
+                                run.allowance.elapsed_s, x, tau)
 
     def _outer_step(
         self, x: Tensor, tau: int, x0: Tensor, target: int, generator: Generators
@@ -421,18 +217,67 @@ class NestedSampler:
         noise = self.solver.noise(generator) if self.outer_eta > 0 else None
         return ddim_step(x0, eps, a_t, a_s, self.outer_eta, noise)
 
-    def _edited(self, image: Tensor) -> Tensor | Exception:
-        """``image`` checked and, for noiseless problems, projected: ``x − A†(A x − y)``."""
-        shape = tuple(self.solver.y_pinv.shape)
-        if tuple(image.shape) != shape:
-            return ValueError(f"`Edit.image` has shape {tuple(image.shape)}; the restoration has "
-                              f"shape {shape} (model range [-1, 1])")
+
+class _Session:
+    """One nested run as the guidance commands see it: the latest result, the inner steps to
+    use, the ledger, and the inner runs (also for ``Resample``)."""
+
+    def __init__(self, sampler: NestedSampler, generator: Generators, allowance: Allowance) -> None:
+        self.sampler = sampler
+        self.generator = generator
+        self.allowance = allowance
+        self.inner_steps = sampler.inner_steps
+        self.last_inner = sampler.inner_steps
+        self.latest: AnytimeResult | None = None
+        self.stopped = False
+
+    def inner(self, x: Tensor, tau: int, steps: int) -> Tensor | None:
+        """One inner run from ``(x, τ)``: its x̂0, or None when abandoned for the deadline."""
+        timesteps = spaced_timesteps(tau, steps)
+        started = time.perf_counter()
+        state, used = None, 0
+        try:
+            for state in self.sampler.solver.iterate(x_t=x, timesteps=timesteps,
+                                                     generator=self.generator):
+                used = state.nfe
+                if self.allowance.overshoots(started, used, len(timesteps)):
+                    return None
+            return state.x_t
+        finally:
+            self.allowance.charge(used, time.perf_counter() - started)
+
+    def edit(self, image: Tensor) -> AnytimeResult:
+        ref = self.sampler.solver.initial_estimate
+        if tuple(image.shape) != tuple(ref.shape):
+            raise ValueError(f"`Edit.image` has shape {tuple(image.shape)}; the restoration has "
+                             f"shape {tuple(ref.shape)} (model range [-1, 1])")
         if not torch.isfinite(image).all():
-            return ValueError("`Edit.image` contains NaN or inf")
-        ref = self.solver.y_pinv
-        x = image.detach().to(dtype=ref.dtype, device=ref.device)
-        op = getattr(self.solver, "operator", None)
-        if op is not None and getattr(self.solver, "sigma_y", 0.0) == 0:
-            with torch.no_grad():
-                x = x - op.pinv(op(x) - self.solver.y)
-        return x
+            raise ValueError("`Edit.image` contains NaN or inf")
+        x = self.sampler.solver.project(image.detach().to(dtype=ref.dtype, device=ref.device))
+        self.latest = replace(self.latest, image=x)
+        return self.latest
+
+    def resample(self) -> AnytimeResult:
+        shown = self.latest
+        if shown.outer_step == 0:
+            raise RuntimeError("nothing to resample before the first outer step")
+        keep, steps = plan_budget(self.allowance.remaining(), 1, self.last_inner)
+        if keep == 0:
+            a = self.allowance
+            raise RuntimeError(f"no evaluations left for `Resample` (budget_nfe={a.budget_nfe}, "
+                               f"deadline_s={a.deadline_s}, spent {a.nfe})")
+        x0 = self.inner(shown.x_t, shown.t, steps)
+        if x0 is None:
+            raise RuntimeError("`Resample` abandoned: the deadline came first; the previous result "
+                               "stands")
+        self.latest = AnytimeResult(x0, shown.outer_step, self.allowance.nfe,
+                                    self.allowance.elapsed_s, shown.x_t, shown.t)
+        return self.latest
+
+    def set_inner_steps(self, steps: int) -> AnytimeResult:
+        self.inner_steps = steps
+        return self.latest
+
+    def stop(self) -> AnytimeResult:
+        self.stopped = True
+        return self.latest

@@ -11,8 +11,6 @@ References:
 
 from __future__ import annotations
 
-import importlib
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -20,48 +18,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import operators
 from operators import LinearOperator
 
-from .imageio import from_model_range, from_tensor, to_tensor
-from .nested import AnytimeResult, NestedSampler
-from .priors import Prior
+from .anytime import run_to_end
+from .imageio import from_tensor, to_tensor
+from .priors import Prior, load_prior
+from .problem import Problem
+from .sampling import SamplerConfig
 
-__all__ = ["METHODS", "make_solver", "restore"]
-
-#: ``method`` name → (module in ``nested_inverse.solvers``, class name).
-METHODS: dict[str, tuple[str, str]] = {
-    "ddrm": ("ddrm", "DDRM"),
-    "ddnm": ("ddnm", "DDNM"),
-    "pigdm": ("pigdm", "PiGDM"),
-    "dps": ("dps", "DPS"),
-}
-
-
-def make_solver(method: str, prior: Prior, operator: LinearOperator, y: Tensor,
-                sigma_y: float = 0.0, **params: Any):
-    """The solver named ``method`` (ddrm | ddnm | pigdm | dps), looked up when asked for.
-
-    ``y`` in the model range, ``sigma_y`` on the [0, 1] scale; ``params`` go to the solver
-    (e.g. ``eta``).
-    """
-    key = str(method).lower()
-    if key not in METHODS:
-        raise ValueError(f"`method`={method!r} is not known; accepted: {', '.join(METHODS)}")
-    module, name = METHODS[key]
-    try:
-        cls = getattr(importlib.import_module(f"nested_inverse.solvers.{module}"), name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"`method`={method!r}: solver {name} is not available in this "
-                         f"installation ({err})") from err
-    return cls(prior, operator, y, sigma_y, **params)
+__all__ = ["restore"]
 
 
 def _operator(operator: LinearOperator | str, image_shape: Sequence[int] | None) -> LinearOperator:
     if isinstance(operator, LinearOperator):
         return operator
     if isinstance(operator, str):
-        import operators
-
         if image_shape is None:
             raise ValueError(f"`operator`={operator!r} is a registry name: pass `image_shape` "
                              "(C, H, W of the restored image) too")
@@ -70,7 +42,7 @@ def _operator(operator: LinearOperator | str, image_shape: Sequence[int] | None)
                      f"(operators.available()), got {type(operator).__name__}")
 
 
-def _generators(seed: int | None, batch: int, device: torch.device) -> list[torch.Generator] | None:
+def generators(seed: int | None, batch: int, device: torch.device) -> list[torch.Generator] | None:
     """One generator per image (seed + i), so an image's result does not depend on its batch."""
     if seed is None:
         return None
@@ -119,14 +91,15 @@ def restore(
         image_shape: ``(C, H, W)`` of the restoration, needed with a registry name.
         vanilla: run the solver alone for ``steps`` evaluations (default K·I), for comparison.
         outer_eta, budget_nfe, deadline_s: see :meth:`NestedSampler.iterate`.
-        progress: show a tqdm bar over the outer steps (solver steps when ``vanilla``).
-        method_params: passed to the solver (e.g. ``eta=0.85``).
+        progress: show a tqdm bar over the network evaluations.
+        method_params: passed to the solver (e.g. ``eta=0.85``); unknown names raise
+            ``ValueError`` listing the accepted ones.
 
     Returns:
         The restoration in [0, 1], of the same kind as ``y`` (PIL → PIL, numpy → numpy with
         ``y``'s dtype, tensor → tensor on ``y``'s device); with ``return_intermediates``, a tuple
         ``(restoration, results)`` where ``results`` is the list of
-        :class:`~nested_inverse.nested.AnytimeResult` whose ``image`` is converted the same way
+        :class:`~nested_inverse.AnytimeResult` whose ``image`` is converted the same way
         (``A†y`` first; for ``vanilla``, each step's x̂0 and finally the result).
 
     Example:
@@ -138,66 +111,28 @@ def restore(
         >>> out.shape
         torch.Size([1, 3, 32, 32])
     """
-    from .priors import load_prior
-
-    y01 = to_tensor(y)
     prior = load_prior(prior)
+    y01 = to_tensor(y)
     dtype = getattr(prior, "dtype", y01.dtype)
     device = torch.device(getattr(prior, "device", y01.device))
-    y01 = y01.to(dtype=dtype, device=device)
-    op = _operator(operator, image_shape)
-    op = op.to(device) if hasattr(op, "to") else op
-    hint = "pass the degraded observation (and `image_shape` for a registry name)"
-    try:
-        with torch.no_grad():
-            ones = torch.ones_like(op.pinv(y01))
-            expected = tuple(op.output_shape(tuple(ones.shape)))
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(f"`y` of shape {tuple(y01.shape)} does not fit `operator`: {err}; "
-                         f"{hint}") from err
-    if expected != tuple(y01.shape):
-        raise ValueError(f"`y` has shape {tuple(y01.shape)} but `operator` produces {expected}; "
-                         f"{hint}")
-    with torch.no_grad():
-        y_model = 2 * y01 - op(ones)
-    solver = make_solver(method, prior, op, y_model, sigma_y, **method_params)
-    gens = _generators(seed, y01.shape[0], device)
-    results: list[AnytimeResult] = []
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with diffusers
-        progress = False
-    if vanilla:
-        total = steps if steps is not None else outer_steps * inner_steps
-        bar = tqdm(total=total, desc=f"{method} (vanilla)", disable=not progress, leave=False) \
-            if progress else None
-        start = time.perf_counter()
-        results.append(AnytimeResult(solver.y_pinv, 0, 0, 0.0, solver.y_pinv, -1))
-        final = None
-        for state in solver.iterate(steps=total, generator=gens):
-            final = state
-            image = state.x_t if state.t < 0 else state.x0_hat
-            results.append(AnytimeResult(image, state.nfe, state.nfe,
-                                         time.perf_counter() - start, state.x_t, state.t))
-            if bar is not None:
-                bar.update(1)
-        out = final.x_t
-    else:
-        sampler = NestedSampler(solver, outer_steps, inner_steps, outer_eta)
-        bar = tqdm(total=outer_steps, desc=f"nested {method}", unit="outer step",
-                   disable=not progress, leave=False) if progress else None
-        for result in sampler.iterate(gens, budget_nfe=budget_nfe, deadline_s=deadline_s):
-            results.append(result)
-            if bar is not None and result.outer_step > 0:
-                bar.set_postfix(nfe=result.nfe, refresh=False)
-                bar.update(1)
-        out = results[-1].image
-    if bar is not None:
-        bar.close()
+    problem = Problem(y01.to(dtype=dtype, device=device), _operator(operator, image_shape), sigma_y)
+    config = SamplerConfig(method=method, method_args=method_params, outer=outer_steps,
+                           inner=inner_steps, vanilla=vanilla,
+                           steps=steps if steps is not None else outer_steps * inner_steps,
+                           outer_eta=outer_eta)
+    sampler = config.sampler(config.solver(prior, problem))
+    run = sampler.iterate(generators(seed, problem.image_shape[0], device), budget_nfe=budget_nfe,
+                          deadline_s=deadline_s)
+    from tqdm.auto import tqdm
+
+    label = f"{method} (vanilla)" if vanilla else f"nested {method}"
+    with tqdm(total=budget_nfe or config.budget, desc=label, unit="NFE", disable=not progress,
+              leave=False) as bar:
+        results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
 
     def convert(x: Tensor) -> Any:
-        return from_tensor(from_model_range(x).clamp(0, 1), y)
+        return from_tensor(problem.from_model(x), y)
 
     if not return_intermediates:
-        return convert(out)
-    return convert(out), [replace(r, image=convert(r.image)) for r in results]
+        return convert(results[-1].image)
+    return convert(results[-1].image), [replace(r, image=convert(r.image)) for r in results]

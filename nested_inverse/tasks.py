@@ -1,9 +1,9 @@
 """Tasks and seeds for experiments: which operator a task name means, and per-image randomness.
 
 A task is a registered operator name (``sr4``, ``inpaint-box`` …) or a user's factory given as
-``module:function``, with parameters (``--task-arg k=v``). Every image gets its own generators,
-seeded from ``sha256(seed, relative path, purpose)``, so a result depends on neither the batch an
-image lands in nor the number of processes.
+``module:function``, with parameters (``task_args``; ``--task-arg k=v`` on the command line).
+Every image gets its own generators, seeded from ``sha256(seed, relative path, purpose)``, so a
+result depends on neither the batch an image lands in nor the number of processes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
-import importlib.util
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,11 @@ from torch import Tensor
 import operators
 from operators import Inpainting, LinearOperator
 
+from .errors import UsageError
+
 __all__ = [
     "Task",
-    "UsageError",
-    "check_params",
+        "check_params",
     "image_generator",
     "image_seed",
     "parse_key_values",
@@ -34,16 +34,12 @@ __all__ = [
 ]
 
 
-class UsageError(Exception):
-    """A mistake in what the user asked for (reported in one line by the command line)."""
-
-
 # --------------------------------------------------------------------------------------------------
 # Tasks: a registered operator name or a user's factory, with parameters
 # --------------------------------------------------------------------------------------------------
 
 
-def parse_key_values(pairs: Iterable[str] | None, what: str = "--task-arg") -> dict[str, Any]:
+def parse_key_values(pairs: Iterable[str] | None, what: str = "task_args") -> dict[str, Any]:
     """``["sigma=2", "side=left"]`` → ``{"sigma": 2, "side": "left"}``.
 
     Values are read as Python literals (numbers, ``True``, ``None``, ``(1, 2)``) when they parse as
@@ -70,7 +66,7 @@ class Task:
         name: the registered operator name, ``module:function`` for a user's factory, or
             ``"inpaint-mask"`` for inpainting with a given mask.
         factory: ``f(image_shape, generator=None, **params) -> LinearOperator``.
-        params: keyword parameters for the factory (``--task-arg``).
+        params: keyword parameters for the factory (``task_args``).
         mask: for ``inpaint-mask``, the observed pixels ``[H, W]`` bool (True = observed).
     """
 
@@ -85,14 +81,14 @@ class Task:
         shape = tuple(int(s) for s in image_shape)
         if self.mask is not None:
             if tuple(self.mask.shape) != shape[1:]:
-                raise UsageError(f"`--mask` is {self.mask.shape[1]}×{self.mask.shape[0]} pixels but the "
+                raise UsageError(f"`mask` is {self.mask.shape[1]}×{self.mask.shape[0]} pixels but the "
                                  f"image is {shape[2]}×{shape[1]}; give a mask of the image's size")
             return Inpainting(self.mask, shape)
         if self.registered:
             return operators.make(self.name, shape, generator=generator, **self.params)
         op = self.factory(shape, generator=generator, **self.params)
         if not isinstance(op, LinearOperator):
-            raise UsageError(f"`--task`={self.name!r} returned {type(op).__name__}, not an "
+            raise UsageError(f"`task`={self.name!r} returned {type(op).__name__}, not an "
                              "operators.LinearOperator")
         return op
 
@@ -109,13 +105,13 @@ class Task:
                 errors.append(str(err))
                 continue
             if len(out) != 3:
-                raise UsageError(f"`--task`={self.name!r} maps images to shape {tuple(out)}, not an "
-                                 "image (C, H, W); the command line needs image-shaped observations")
+                raise UsageError(f"`task`={self.name!r} maps images to shape {tuple(out)}, not an "
+                                 "image (C, H, W); image-shaped observations are needed here")
             factor = size // out[1] if out[1] and size % out[1] == 0 and out[1] == out[2] else 0
             return factor, 3, int(out[0])
-        given = " with `--task-arg` " + " ".join(f"{k}={v!r}" for k, v in self.params.items()) \
+        given = " with `task_args` " + " ".join(f"{k}={v!r}" for k, v in self.params.items()) \
             if self.params else ""
-        raise UsageError(f"`--task`={self.name!r}{given} cannot be built: "
+        raise UsageError(f"`task`={self.name!r}{given} cannot be built: "
                          f"{errors[0] if errors else 'unknown error'}")
 
     def describe(self) -> dict[str, Any]:
@@ -123,42 +119,42 @@ class Task:
         return {"task": self.name, "task_args": self.params}
 
 
-def resolve_task(spec: str | None, params: Mapping[str, Any] | None = None,
+def resolve_task(task: str | None, task_args: Mapping[str, Any] | None = None,
                  mask: Tensor | None = None) -> Task:
-    """The task ``spec`` names: a registered operator (``sr4``), ``module:function`` (imported from
+    """The task ``task`` names: a registered operator (``sr4``), ``module:function`` (imported from
     ``sys.path``, e.g. ``my_ops:make_op``), or — with ``mask`` — inpainting with that mask."""
-    params = dict(params or {})
+    spec, params = task, dict(task_args or {})
     if mask is not None:
         if spec is not None and not spec.startswith("inpaint"):
-            raise UsageError(f"`--mask` applies to inpainting, not to `--task`={spec!r}; drop `--task` "
+            raise UsageError(f"`mask` applies to inpainting, not to `task`={spec!r}; drop `task` "
                              "or use an inpaint-* task")
         if params:
-            raise UsageError(f"`--task-arg` {sorted(params)} cannot apply with `--mask` (the mask file "
-                             "is the whole inpainting operator)")
+            raise UsageError(f"`task_args` {sorted(params)} cannot apply with `mask` (the mask is "
+                             "the whole inpainting operator)")
         return Task("inpaint-mask", None, {}, mask=mask.to(torch.bool), registered=False)
     if not spec:
-        raise UsageError(f"`--task` is required; one of: {', '.join(operators.available())}, or "
+        raise UsageError(f"`task` is required; one of: {', '.join(operators.available())}, or "
                          "module:function for your own operator")
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise UsageError(f"`--task`={spec!r}: cannot import module {module_name!r} ({err}); put it "
+            raise UsageError(f"`task`={spec!r}: cannot import module {module_name!r} ({err}); put it "
                              "on PYTHONPATH or in the current folder") from err
         factory = getattr(module, attr, None)
         if not callable(factory):
-            raise UsageError(f"`--task`={spec!r}: module {module_name!r} has no callable {attr!r}")
+            raise UsageError(f"`task`={spec!r}: module {module_name!r} has no callable {attr!r}")
         check_params(spec, factory, params)
         return Task(spec, factory, params, registered=False)
     if spec not in operators.available():
-        raise UsageError(f"`--task`={spec!r} is not a known operator; available: "
+        raise UsageError(f"`task`={spec!r} is not a known operator; available: "
                          f"{', '.join(operators.available())}, or module:function for your own")
     return Task(spec, None, params)
 
 
 def check_params(spec: str, factory: Callable[..., Any], params: Mapping[str, Any],
-                  skip: Sequence[str] = ("image_shape", "generator"), what: str = "--task-arg") -> None:
+                  skip: Sequence[str] = ("image_shape", "generator"), what: str = "task_args") -> None:
     """Unknown keyword parameters are reported, naming the accepted ones, not passed on blindly."""
     try:
         sig = inspect.signature(factory)

@@ -104,7 +104,7 @@ def test_prepare_clean_crops_to_the_factor_and_rejects_small_images():
     assert prepare_clean(x, 4, crop=12).shape == (1, 3, 12, 12)
     with pytest.raises(UsageError, match="smaller than the task needs"):
         prepare_clean(torch.rand(1, 3, 3, 8), 4, name="tiny.png")
-    with pytest.raises(UsageError, match="smaller than `--center-crop` 32"):
+    with pytest.raises(UsageError, match="smaller than `center_crop` 32"):
         prepare_clean(x, 4, crop=32)
 
 

@@ -17,7 +17,8 @@ from nested_inverse import (
     Stop,
 )
 from nested_inverse.metrics import sliced_wasserstein
-from nested_inverse.nested import outer_timesteps, plan_budget
+from nested_inverse.nested import outer_timesteps
+from nested_inverse.planning import plan_budget
 from nested_inverse.solvers import ExactPosterior
 
 

@@ -2,25 +2,42 @@
 
 Each subcommand lives in a module of this package that exposes ``add_parser(subparsers)``; the
 parser it adds sets ``func`` to a callable taking the parsed arguments and returning an exit code.
-User errors (``UsageError``, ``ValueError``, ``FileNotFoundError``, other ``OSError``\\ s such as a
-folder that cannot be written, and argument mistakes) print one line and exit 2, without a
-traceback.
+User errors (``ValueError``, ``FileNotFoundError``, other ``OSError``\\ s such as a folder that
+cannot be written, and argument mistakes) print one line and exit 2, without a traceback. The
+library's errors name Python arguments (`` `task_args` ``); here they are shown with the flag
+that sets them (`` `--task-arg` ``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ..dataset import UsageError
+from ..errors import UsageError
+from . import degrade, operators_cmd, restore, run, train_prior
 
 __all__ = ["main", "build_parser", "UsageError"]
 
-# Subcommand modules, in the order `--help` lists them; a module that is missing is skipped.
-_SUBCOMMANDS = ("restore", "run", "degrade", "operators_cmd", "train_prior")
+# Subcommand modules, in the order `--help` lists them.
+_SUBCOMMANDS = (restore, run, degrade, operators_cmd, train_prior)
+
+#: Python argument names in library errors → the flag (or positional) that sets them.
+FLAGS = {
+    "task": "--task", "task_args": "--task-arg", "mask": "--mask", "sigma_y": "--sigma-y",
+    "method": "--method", "method_params": "--method-arg", "method_args": "--method-arg",
+    "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
+    "steps": "--steps", "vanilla": "--vanilla", "seed": "--seed", "samples": "--samples",
+    "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
+    "out": "--out", "root": "DATASET_DIR", "device": "--device", "outer_eta": "--outer-eta",
+}
+
+
+def as_flags(message: str) -> str:
+    """``message`` with every `` `argument` `` the command line sets shown as its flag."""
+    return re.sub(r"`([a-z_]+)`", lambda m: f"`{FLAGS.get(m.group(1), m.group(1))}`", message)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Anytime image restoration with nested diffusion.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{name}":
-                continue
-            raise
+    for module in _SUBCOMMANDS:
         module.add_parser(sub)
     return parser
 
@@ -66,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, OSError) as err:
-        print(f"nested-inverse {args.command}: error: {_one_line(err)}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"nested-inverse {args.command}: error: {as_flags(_one_line(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nested-inverse {args.command}: interrupted", file=sys.stderr)

@@ -10,7 +10,10 @@ from typing import Any
 
 import torch
 
-from ..dataset import METHODS, SamplerConfig, Task, UsageError, parse_key_values, resolve_task
+from .. import solvers
+from ..errors import UsageError
+from ..sampling import SamplerConfig
+from ..tasks import Task, parse_key_values, resolve_task
 
 __all__ = [
     "add_prior_args",
@@ -44,7 +47,7 @@ def add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
     """``--method``, ``--method-arg``, ``--outer``/``--inner`` or ``--vanilla``/``--steps``."""
     g = p.add_argument_group("restoration")
-    g.add_argument("--method", choices=sorted(METHODS), default="ddrm",
+    g.add_argument("--method", choices=solvers.available(), default="ddrm",
                    help="the inner solver (default: ddrm)")
     g.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the solver, e.g. --method-arg eta=0.85 (repeatable)")
@@ -88,12 +91,12 @@ def load_mask(path: str) -> torch.Tensor:
 
 
 def task_from_args(args: argparse.Namespace, mask: torch.Tensor | None = None) -> Task:
-    """The :class:`~nested_inverse.dataset.Task` that ``--task``/``--task-arg`` (and a mask) name."""
+    """The :class:`~nested_inverse.tasks.Task` that ``--task``/``--task-arg`` (and a mask) name."""
     return resolve_task(args.task, parse_key_values(args.task_arg, "--task-arg"), mask=mask)
 
 
 def sampler_from_args(args: argparse.Namespace) -> SamplerConfig:
-    """The :class:`~nested_inverse.dataset.SamplerConfig` of the restoration options."""
+    """The :class:`~nested_inverse.SamplerConfig` of the restoration options."""
     if args.vanilla and (args.outer is not None or args.inner is not None):
         raise UsageError("`--vanilla` runs the solver alone; drop `--outer`/`--inner` or `--vanilla`")
     if not args.vanilla and args.steps is not None:

@@ -15,10 +15,15 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..dataset import (Outputs, SamplerConfig, Task, UsageError, check_result, check_writable,
-                       image_generator, image_seed, launcher_processes, make_solver, operator_images,
-                       prepare_clean, quality, remove_empty, restore_batch, unit_ones)
-from ..imageio import center_crop, from_model_range, load_image, to_model_range
+from ..anytime import run_to_end
+from ..dataset import (Outputs, check_result, check_writable, launcher_processes, operator_images,
+                       prepare_clean, remove_empty)
+from ..errors import UsageError
+from ..imageio import center_crop, load_image
+from ..metrics import image_quality
+from ..problem import Problem
+from ..sampling import SamplerConfig
+from ..tasks import Task, image_generator, image_seed
 from .anim import frames, gif_bytes, pick, strip_bytes
 from .common import (add_prior_args, add_sampler_args, add_task_args, load_mask, load_prior_cached,
                      pick_device, sampler_from_args, setup_logging, task_from_args)
@@ -73,9 +78,7 @@ class _Item:
 
     path: Path
     name: str
-    op: Any
-    y_model: Tensor  # [1, C', h, w] in the model range
-    y01: Tensor  # the same on the [0, 1] scale, as written to NAME_y.png
+    problem: Problem  # y in both ranges ([0, 1] as written to NAME_y.png), the operator, sigma_y
     clean01: Tensor | None  # with --degrade
     seeds: dict[str, int]
 
@@ -87,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
     mask = load_mask(args.mask) if args.mask else None
     task = task_from_args(args, mask)
     sampler = sampler_from_args(args)
-    sampler.solver_class()
     if not args.sigma_y >= 0:
         raise UsageError(f"`--sigma-y`={args.sigma_y} must be >= 0 (on the [0, 1] scale; 0.05 = 5 %)")
     geometry = task.geometry()
@@ -154,14 +156,9 @@ def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
         task = _fit_mask(task, tuple(x01.shape[-2:]), path, args.center_crop)
         x01 = prepare_clean(x01, factor, args.center_crop, f"`IMAGE`={str(path)!r}")
         op = _make(task, x01.shape[1:], path, image_generator(args.seed, rel, "operator"))
-        from operators import Degradation, GaussianNoise
-
-        noise = GaussianNoise(args.sigma_y) if args.sigma_y > 0 else None
-        with torch.no_grad():
-            y_model = Degradation(op, noise)(to_model_range(x01),
-                                             generator=[image_generator(args.seed, rel, "noise")])
-        y01 = (y_model + unit_ones(op, x01.shape, x01)) / 2
-        return _Item(path, name, op, y_model, y01, x01, seeds)
+        problem = Problem.degrade(x01, op, args.sigma_y,
+                                  generator=[image_generator(args.seed, rel, "noise")])
+        return _Item(path, name, problem, x01, seeds)
 
     if factor == 0:
         raise UsageError(f"`--task`={task.name!r}: the restored image's size cannot be inferred from "
@@ -180,12 +177,7 @@ def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
     if expected != tuple(y01.shape[1:]):
         raise UsageError(f"`IMAGE`={str(path)!r} of shape {tuple(y01.shape[1:])} is not an observation "
                          f"of `--task`={task.name!r} (that gives {expected} for {shape} images)")
-    with torch.no_grad():
-        y_model = 2 * y01 - unit_ones(op, (1, *shape), y01)
-        range_mask = getattr(op, "range_mask", None)
-        if range_mask is not None:  # unobserved pixels carry no information; keep y in A's range
-            y_model = torch.where(range_mask(), y_model, torch.zeros_like(y_model))
-    return _Item(path, name, op, y_model, y01, None, seeds)
+    return _Item(path, name, Problem(y01, op, args.sigma_y), None, seeds)
 
 
 def _make(task: Task, shape: Any, path: Path, generator: Any) -> Any:
@@ -201,28 +193,26 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
     from tqdm.auto import tqdm
 
     out = Path(args.out)
-    op = item.op.to(device)
-    y = item.y_model.to(device)
+    problem = item.problem.to(device)
     start = time.perf_counter()
-    solver = make_solver(sampler, prior, op, y, args.sigma_y)
-    bar = tqdm(total=sampler.budget, desc=item.name, unit="NFE", disable=args.no_progress,
-               leave=False)
-    final, steps = restore_batch(solver, sampler, [image_generator(args.seed, item.path.name,
-                                                                   "sample", 0)],
-                                 callback=lambda n: bar.update(n - bar.n))
-    bar.close()
+    run = sampler.sampler(sampler.solver(prior, problem)).iterate(
+        [image_generator(args.seed, item.path.name, "sample", 0)])
+    with tqdm(total=sampler.budget, desc=item.name, unit="NFE", disable=args.no_progress,
+              leave=False) as bar:
+        results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
     seconds = time.perf_counter() - start
-    check_result(final, str(item.path))
-    x01 = from_model_range(final.detach()).clamp(0, 1).cpu()
-    shown = [(n, from_model_range(img.detach()).clamp(0, 1).cpu()) for n, img in steps]
+    check_result(results[-1].image, str(item.path))
+    x01 = problem.from_model(results[-1].image).cpu()
+    shown = [(r.nfe, problem.from_model(r.image).cpu()) for r in results]
 
     files = Outputs()
     try:
         written = {"restoration": files.image(x01[0], out / f"{item.name}.png"),
-                   "observation": files.image(item.y01[0].clamp(0, 1), out / f"{item.name}_y.png")}
+                   "observation": files.image(item.problem.y01[0].clamp(0, 1),
+                                              out / f"{item.name}_y.png")}
         if item.clean01 is not None:
             written["clean"] = files.image(item.clean01[0], out / f"{item.name}_clean.png")
-            extras = operator_images(item.op)
+            extras = operator_images(item.problem.operator)
             if "mask" in extras and not args.mask:
                 written["mask"] = files.image(extras["mask"][0], out / f"{item.name}_mask.png")
         picked = pick(shown)
@@ -233,33 +223,32 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
             for n, img in shown:
                 files.image(img[0], out / f"{item.name}_steps" / f"nfe{n:04d}.png")
             written["steps_dir"] = out / f"{item.name}_steps"
-        sidecar = _sidecar(item, args, task, sampler, prior, device, steps, shown, seconds, x01)
+        sidecar = _sidecar(item, args, task, sampler, device, shown, seconds, x01)
         sidecar["outputs"] = {k: Path(v).name for k, v in written.items()}
         files.json(sidecar, out / f"{item.name}.json")
     except BaseException:
         files.discard()
         raise
-    print(f"{item.path} -> {out / (item.name + '.png')} ({steps[-1][0]} evaluations, {seconds:.1f} s"
+    print(f"{item.path} -> {out / (item.name + '.png')} ({results[-1].nfe} evaluations, {seconds:.1f} s"
           + (f", PSNR {sidecar['psnr']:.2f} dB" if sidecar.get("psnr") is not None else "") + ")")
 
 
-def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: SamplerConfig, prior: Any,
-             device: torch.device, steps: list, shown: list, seconds: float,
+def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: SamplerConfig,
+             device: torch.device, shown: list[tuple[int, Tensor]], seconds: float,
              x01: Tensor) -> dict[str, Any]:
     record: dict[str, Any] = {
         "command": "restore", "version": __version__, "input": str(item.path),
         **task.describe(), "mask": args.mask, "sigma_y": args.sigma_y,
-        **dataclasses.asdict(sampler), "prior": args.prior, "device": str(device),
+        **sampler.describe(), "prior": args.prior, "device": str(device),
         "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds, "degrade": args.degrade,
         "center_crop": args.center_crop, "image_shape": list(x01.shape[1:]),
-        "observation_shape": list(item.y01.shape[1:]), "nfe": int(steps[-1][0]),
+        "observation_shape": list(item.problem.y01.shape[1:]), "nfe": int(shown[-1][0]),
         "wall_time_s": round(seconds, 3),
-        "intermediates": [{"nfe": int(n)} for n, _ in steps],
+        "intermediates": [{"nfe": int(n)} for n, _ in shown],
     }
     if item.clean01 is not None:
-        q = quality(x01, item.clean01)
-        record.update({k: v[0] for k, v in q.items()})
+        record.update({k: v[0] for k, v in image_quality(x01, item.clean01).items()})
         for entry, (_, img) in zip(record["intermediates"], shown):
-            qi = quality(img, item.clean01)
+            qi = image_quality(img, item.clean01)
             entry.update({"psnr": qi["psnr"][0], "ssim": qi["ssim"][0]})
     return json.loads(json.dumps(record, default=str))

@@ -4,10 +4,10 @@ and split across processes under ``accelerate launch``."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
-from ..dataset import UsageError, launcher_processes, run_dataset
+from ..dataset import launcher_processes, run_dataset
+from ..errors import UsageError
 from .common import (add_prior_args, add_sampler_args, add_task_args, load_prior_cached,
                      pick_device, sampler_from_args, setup_logging, task_from_args)
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     prior = load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle)
     settings = {**task.describe(), "sigma_y": args.sigma_y, "seed": args.seed,
                 "center_crop": args.center_crop, "samples": args.samples, "prior": args.prior,
-                "dtype": args.dtype, **dataclasses.asdict(sampler)}
+                "dtype": args.dtype, **sampler.describe()}
     summary = run_dataset(
         args.dataset, args.out, task, prior=prior, sampler=sampler, sigma_y=args.sigma_y,
         seed=args.seed, samples=args.samples, batch_size=args.batch_size, limit=args.limit,

@@ -1,10 +1,11 @@
-"""The loop every inverse-problem solver shares; each method writes only its ``step``."""
+"""The loop every solver shares (each method writes only its ``step``), and the observation
+that inverse-problem solvers add to it."""
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,7 @@ from operators.random import Generators, randn
 from ..priors import Prior
 from ..timesteps import spaced_timesteps
 
-__all__ = ["Solver", "SolverState", "ddim_step", "spectral_observation", "unit_interval"]
+__all__ = ["InverseSolver", "Solver", "SolverState", "ddim_step", "spectral_observation", "unit_interval"]
 
 
 @dataclass
@@ -79,77 +80,35 @@ def ddim_step(
 
 
 class Solver(ABC):
-    r"""A diffusion solver for ``y = A x0 + 2σ_y·n``, run from noise or from any ``(x_t, t)``.
+    r"""A diffusion sampler over images ``[B, C, H, W]``, run from noise or from any ``(x_t, t)``.
 
     Subclasses implement :meth:`step`, one move from timestep ``t`` to ``s`` (``s = −1`` meaning
     the clean image) with one network evaluation, and may override :meth:`initial_state` (the
-    state at ``t_start`` when starting from noise). The loop, validation, timesteps, NFE
-    accounting and randomness live here.
+    state at ``t_start`` when starting from noise) and :meth:`project` (how an edited image is
+    made consistent with what the solver knows). The loop, validation, NFE accounting and
+    randomness live here; the timesteps come from the caller or are spread evenly.
 
     Args:
         prior: anything with ``alphas_cumprod`` and ``predict(x_t, t) -> (x0_hat, eps_hat)``.
-        operator: the linear forward operator ``A``.
-        y: the observation, shaped like ``operator(x)``; its dtype and device set the solver's.
-        sigma_y: observation noise std on the [0, 1] image scale (0.05 = 5 % of the range);
-            ``2·sigma_y`` in the model range [-1, 1].
+        initial_estimate: the estimate of x0 before any evaluation ``[B, C, H, W]``; it sets the
+            image shape, dtype and device of the solver.
     """
 
     #: vector–Jacobian products through the network per step (DPS and ΠGDM: 1).
     vjp_per_step: int = 0
 
-    def __init__(self, prior: Prior, operator: LinearOperator, y: Tensor, sigma_y: float = 0.0):
+    def __init__(self, prior: Prior, initial_estimate: Tensor) -> None:
         if not (hasattr(prior, "alphas_cumprod") and hasattr(prior, "predict")):
             raise ValueError(f"`prior` must have `alphas_cumprod` and `predict`, got "
                              f"{type(prior).__name__}")
-        if not isinstance(y, Tensor):
-            raise ValueError(f"`y` must be a tensor, got {type(y).__name__}")
-        if not torch.isfinite(y).all():
-            raise ValueError("`y` contains NaN or inf; check the observation")
-        sigma_y = float(sigma_y)
-        if not sigma_y >= 0:
-            raise ValueError(f"`sigma_y` must be >= 0 (on the [0, 1] image scale), got {sigma_y}")
         self.prior = prior
-        self.operator = operator
-        self.y = y
-        self.sigma_y = sigma_y
         self.alphas_cumprod = torch.as_tensor(prior.alphas_cumprod, dtype=torch.float64).cpu()
-        self.y_pinv = self.check_observation(operator, y)
-
-    def check_observation(self, operator: LinearOperator, y: Tensor) -> Tensor:
-        """Check that ``y`` fits ``operator`` and return ``A†y`` ``[B, C, H, W]``, the estimate shown
-        before the first network evaluation (its shape is the solver's image shape). Solvers for
-        non-linear forward models override this (see :class:`DPS`)."""
-        image_shape = getattr(operator, "image_shape", None)
-        if image_shape is not None:  # check before pinv, which would fail with a shape error
-            expected = tuple(operator.output_shape((y.shape[0], *image_shape)))
-            if expected != tuple(y.shape):
-                raise ValueError(
-                    f"`y` has shape {tuple(y.shape)} but the operator maps images of shape "
-                    f"{(y.shape[0], *image_shape)} to {expected}"
-                )
-        try:
-            with torch.no_grad():
-                y_pinv = operator.pinv(y)
-        except RuntimeError as err:
-            raise ValueError(f"`y` of shape {tuple(y.shape)} does not fit the operator "
-                             f"{type(operator).__name__}: {err}") from err
-        expected = tuple(operator.output_shape(tuple(y_pinv.shape)))
-        if expected != tuple(y.shape):
-            raise ValueError(
-                f"`y` has shape {tuple(y.shape)} but the operator maps images of shape "
-                f"{tuple(y_pinv.shape)} to {expected}"
-            )
-        return y_pinv
-
-    @property
-    def sigma(self) -> float:
-        """Observation noise std in the model range [-1, 1]: ``2·sigma_y``."""
-        return 2.0 * self.sigma_y
+        self.initial_estimate = initial_estimate
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """``[B, C, H, W]`` of the images this solver restores."""
-        return tuple(self.y_pinv.shape)
+        """``[B, C, H, W]`` of the images this solver produces."""
+        return tuple(self.initial_estimate.shape)
 
     @property
     def num_timesteps(self) -> int:
@@ -161,15 +120,24 @@ class Solver(ABC):
 
     def noise(self, generator: Generators) -> Tensor:
         """Standard normal noise shaped like an image batch, from the caller's generator(s)."""
-        return randn(self.image_shape, generator, dtype=self.y.dtype, device=self.y.device)
+        ref = self.initial_estimate
+        return randn(self.image_shape, generator, dtype=ref.dtype, device=ref.device)
 
     def initial_state(self, t_start: int, generator: Generators) -> Tensor:
         """``x_T`` when starting from noise: ``N(0, I)`` (DDRM overrides with its spectral start)."""
         return self.noise(generator)
 
+    def project(self, x: Tensor) -> Tensor:
+        """``x`` made consistent with what the solver knows (nothing, for a sampler without data)."""
+        return x
+
     @abstractmethod
     def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:
         """One network evaluation at ``t``; returns ``(x_s, x0_hat)`` with ``s < t`` (−1: clean)."""
+
+    def timesteps(self, t_start: int, steps: int) -> list[int]:
+        """``steps`` timesteps spread evenly over ``[t_start, 1]`` (fewer when that holds fewer)."""
+        return spaced_timesteps(t_start, steps)
 
     def iterate(
         self,
@@ -177,16 +145,24 @@ class Solver(ABC):
         t_start: int | None = None,
         steps: int = 20,
         generator: Generators = None,
+        *,
+        timesteps: Sequence[int] | None = None,
     ) -> Iterator[SolverState]:
-        """Run the solver, yielding the state after each of its ``steps`` network evaluations.
+        """Run the solver, yielding the state after each network evaluation.
 
         From noise when ``x_t`` is None (``t_start`` defaults to ``T − 1``); otherwise from the given
-        ``x_t`` at ``t_start`` down to the clean image, with evaluations spread evenly over
-        ``[t_start, 1]`` (fewer when that interval holds fewer integers).
+        ``x_t`` at ``t_start`` down to the clean image. The evaluations happen at ``timesteps``
+        (strictly decreasing integers in ``[0, T)``, the first one ``t_start``) when given, else at
+        :meth:`timesteps` ``(t_start, steps)``.
         """
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`steps` must be an integer >= 1, got {steps!r}")
         T = self.num_timesteps
+        if timesteps is not None:
+            timesteps = _check_timesteps(timesteps, T)
+            if t_start is not None and t_start != timesteps[0]:
+                raise ValueError(f"`t_start`={t_start} differs from `timesteps[0]`={timesteps[0]}")
+            t_start = timesteps[0]
+        elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"`steps` must be an integer >= 1, got {steps!r}")
         if x_t is None:
             t_start = T - 1 if t_start is None else t_start
         elif t_start is None:
@@ -198,8 +174,9 @@ class Solver(ABC):
         else:
             if tuple(x_t.shape) != self.image_shape:
                 raise ValueError(f"`x_t` has shape {tuple(x_t.shape)}, expected {self.image_shape}")
-            x = x_t.to(dtype=self.y.dtype, device=self.y.device)
-        timesteps = spaced_timesteps(t_start, steps)
+            x = x_t.to(dtype=self.initial_estimate.dtype, device=self.initial_estimate.device)
+        if timesteps is None:
+            timesteps = self.timesteps(t_start, steps)
         for i, t in enumerate(timesteps):
             s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             with torch.no_grad():
@@ -212,9 +189,123 @@ class Solver(ABC):
         t_start: int | None = None,
         steps: int = 20,
         generator: Generators = None,
+        *,
+        timesteps: Sequence[int] | None = None,
     ) -> Tensor:
-        """The restored image ``x0`` ``[B, C, H, W]``; arguments as for :meth:`iterate`."""
+        """The result ``x0`` ``[B, C, H, W]``; arguments as for :meth:`iterate`."""
         state = None
-        for state in self.iterate(x_t, t_start, steps, generator):
+        for state in self.iterate(x_t, t_start, steps, generator, timesteps=timesteps):
             pass
         return state.x_t
+
+
+class InverseSolver(Solver):
+    r"""A solver for ``y = A x0 + 2σ_y·n``: the observation, its operator and ``A†y``.
+
+    Args:
+        prior: anything with ``alphas_cumprod`` and ``predict``.
+        operator: the forward operator ``A``: a :class:`~operators.LinearOperator`, or (for
+            solvers that only differentiate through it, DPS) any differentiable callable.
+        y: the observation in the model range, shaped like ``operator(x)``; its dtype and device
+            set the solver's.
+        sigma_y: observation noise std on the [0, 1] image scale (0.05 = 5 % of the range);
+            ``2·sigma_y`` in the model range [-1, 1].
+        image_shape: ``(C, H, W)`` of the images; needed only when ``operator`` is not a
+            ``LinearOperator`` and has no ``image_shape`` attribute.
+
+    Before the first evaluation the estimate is ``A†y`` (zeros, mid-grey, for a non-linear
+    ``operator``).
+    """
+
+    def __init__(
+        self,
+        prior: Prior,
+        operator: LinearOperator | Callable[[Tensor], Tensor],
+        y: Tensor,
+        sigma_y: float = 0.0,
+        *,
+        image_shape: Sequence[int] | None = None,
+    ) -> None:
+        if not isinstance(y, Tensor):
+            raise ValueError(f"`y` must be a tensor, got {type(y).__name__}")
+        if not torch.isfinite(y).all():
+            raise ValueError("`y` contains NaN or inf; check the observation")
+        sigma_y = float(sigma_y)
+        if not sigma_y >= 0:
+            raise ValueError(f"`sigma_y` must be >= 0 (on the [0, 1] image scale), got {sigma_y}")
+        if not callable(operator):
+            raise ValueError(f"`operator` must be callable (x -> y), got {type(operator).__name__}")
+        if image_shape is not None:
+            image_shape = tuple(int(s) for s in image_shape)
+            if len(image_shape) != 3:
+                raise ValueError(f"`image_shape` must be (C, H, W), got {image_shape}")
+        self.operator = operator
+        self.y = y
+        self.sigma_y = sigma_y
+        if isinstance(operator, LinearOperator) and image_shape is None:
+            self.y_pinv = _pinv_checked(operator, y)
+        else:
+            self.y_pinv = _zeros_checked(operator, y, image_shape)
+        super().__init__(prior, self.y_pinv)
+
+    @property
+    def sigma(self) -> float:
+        """Observation noise std in the model range [-1, 1]: ``2·sigma_y``."""
+        return 2.0 * self.sigma_y
+
+    def project(self, x: Tensor) -> Tensor:
+        """For noiseless linear problems ``x − A†(A x − y)``, the nearest image with ``A x = y``;
+        ``x`` itself otherwise."""
+        if self.sigma_y > 0 or not isinstance(self.operator, LinearOperator):
+            return x
+        with torch.no_grad():
+            return x - self.operator.pinv(self.operator(x) - self.y)
+
+
+def _check_timesteps(timesteps: Sequence[int], T: int) -> list[int]:
+    ts = [int(t) for t in timesteps]
+    if not ts or any(not 0 <= t < T for t in ts) or any(a <= b for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"`timesteps` must be strictly decreasing integers in [0, {T}), got "
+                         f"{list(timesteps)}")
+    return ts
+
+
+def _pinv_checked(operator: LinearOperator, y: Tensor) -> Tensor:
+    """``A†y`` ``[B, C, H, W]`` after checking that ``y`` fits ``operator``."""
+    image_shape = getattr(operator, "image_shape", None)
+    if image_shape is not None:  # check before pinv, which would fail with a shape error
+        expected = tuple(operator.output_shape((y.shape[0], *image_shape)))
+        if expected != tuple(y.shape):
+            raise ValueError(
+                f"`y` has shape {tuple(y.shape)} but the operator maps images of shape "
+                f"{(y.shape[0], *image_shape)} to {expected}"
+            )
+    try:
+        with torch.no_grad():
+            y_pinv = operator.pinv(y)
+    except RuntimeError as err:
+        raise ValueError(f"`y` of shape {tuple(y.shape)} does not fit the operator "
+                         f"{type(operator).__name__}: {err}") from err
+    expected = tuple(operator.output_shape(tuple(y_pinv.shape)))
+    if expected != tuple(y.shape):
+        raise ValueError(
+            f"`y` has shape {tuple(y.shape)} but the operator maps images of shape "
+            f"{tuple(y_pinv.shape)} to {expected}"
+        )
+    return y_pinv
+
+
+def _zeros_checked(operator: Callable[[Tensor], Tensor], y: Tensor,
+                   image_shape: tuple[int, ...] | None) -> Tensor:
+    """Mid-grey ``[B, C, H, W]`` after checking ``y`` against the forward pass of that probe."""
+    shape = image_shape or getattr(operator, "image_shape", None)
+    if shape is None:
+        raise ValueError(f"{type(operator).__name__} is not a LinearOperator: pass "
+                         "`image_shape=(C, H, W)` so the solver knows the size of the images")
+    probe = torch.zeros((y.shape[0], *shape), dtype=y.dtype, device=y.device)
+    with torch.no_grad():
+        out = operator(probe)
+    if tuple(out.shape) != tuple(y.shape):
+        raise ValueError(f"`y` has shape {tuple(y.shape)} but the operator maps images of "
+                         f"shape {tuple(probe.shape)} to {tuple(out.shape)}")
+    return probe

@@ -21,9 +21,9 @@ class DDIM(Solver):
     ``(x̂0, ε̂) = prior.predict(x_t, t)``;
     ``x_s = √ᾱ_s·x̂0 + √(1−ᾱ_s−σ²)·ε̂ + σ·z``, ``σ = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_s)``.
 
-    It has the :class:`Solver` interface so that :class:`~nested_inverse.NestedSampler` can drive
-    it; ``operator`` is None, ``y`` is an empty ``[B, 0]`` tensor and ``y_pinv`` (the result shown
-    before any evaluation) is the zero image, mid-grey in the model range.
+    A :class:`Solver` without an observation, so :class:`~nested_inverse.NestedSampler` drives it
+    like any other; the estimate shown before any evaluation is the zero image, mid-grey in the
+    model range.
 
     Args:
         prior: anything with ``alphas_cumprod`` and ``predict``.
@@ -55,20 +55,11 @@ class DDIM(Solver):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> None:
-        if not (hasattr(prior, "alphas_cumprod") and hasattr(prior, "predict")):
-            raise ValueError(f"`prior` must have `alphas_cumprod` and `predict`, got "
-                             f"{type(prior).__name__}")
         shape = tuple(int(s) for s in shape)
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"`shape` must be [B, C, H, W] with positive sizes, got {shape}")
-        eta = unit_interval("eta", eta)
-        self.prior = prior
-        self.operator = None
-        self.sigma_y = 0.0
-        self.eta = eta
-        self.alphas_cumprod = torch.as_tensor(prior.alphas_cumprod, dtype=torch.float64).cpu()
-        self.y = torch.zeros(shape[0], 0, dtype=dtype, device=device)
-        self.y_pinv = torch.zeros(shape, dtype=dtype, device=device)
+        self.eta = unit_interval("eta", eta)
+        super().__init__(prior, torch.zeros(shape, dtype=dtype, device=device))
 
     def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:
         x0, eps = self.prior.predict(x_t, t)

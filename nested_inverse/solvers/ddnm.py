@@ -11,12 +11,12 @@ from operators import LinearOperator
 from operators.random import Generators
 
 from ..priors import Prior
-from .base import Solver, ddim_step, spectral_observation, unit_interval
+from .base import InverseSolver, ddim_step, spectral_observation, unit_interval
 
 __all__ = ["DDNM"]
 
 
-class DDNM(Solver):
+class DDNM(InverseSolver):
     r"""Denoising Diffusion Null-space Model: keep the range of ``A†`` from ``y``, the rest from
     the prior, then take a DDIM step.
 
@@ -41,7 +41,7 @@ class DDNM(Solver):
     ``forward`` and ``pinv`` (and ``svd`` for DDNM+ when available).
 
     Args:
-        prior, operator, y, sigma_y: see :class:`Solver` (``sigma_y`` on the [0, 1] scale).
+        prior, operator, y, sigma_y: see :class:`InverseSolver` (``sigma_y`` on the [0, 1] scale).
         eta: DDIM stochasticity η ∈ [0, 1] (default 0.85, as for DDIM inner samplers in Elata
             et al.).
         plus: use DDNM+ for noisy ``y``; default (None): when ``sigma_y > 0``.

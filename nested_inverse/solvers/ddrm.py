@@ -11,12 +11,12 @@ from operators import LinearOperator
 from operators.random import Generators, randn
 
 from ..priors import Prior
-from .base import Solver, spectral_observation, unit_interval
+from .base import InverseSolver, spectral_observation, unit_interval
 
 __all__ = ["DDRM"]
 
 
-class DDRM(Solver):
+class DDRM(InverseSolver):
     r"""Denoising Diffusion Restoration Models: a variational sampler run per singular value.
 
     With ``A = U diag(s) Vᵀ``, work in the variance-exploding variable ``x̄_t = Vᵀx_t/√ᾱ_t`` with
@@ -36,7 +36,7 @@ class DDRM(Solver):
     ``[1, N]`` or per image ``[B, N]``. Needs ``operator.svd()``.
 
     Args:
-        prior, operator, y, sigma_y: see :class:`Solver` (``sigma_y`` on the [0, 1] image scale;
+        prior, operator, y, sigma_y: see :class:`InverseSolver` (``sigma_y`` on the [0, 1] image scale;
             ``σ_y`` above is ``2·sigma_y``, the model range).
         eta: η ∈ [0, 1], the share of fresh noise in each step (default 0.85, the official one).
         eta_b: η_b ∈ [0, 1], how far observed components move to ``ȳ`` (default 1).

@@ -11,14 +11,14 @@ from operators import LinearOperator
 from operators.random import Generators
 
 from ..priors import Prior
-from .base import Solver, ddim_step, unit_interval
+from .base import InverseSolver, ddim_step, unit_interval
 
 __all__ = ["DPS"]
 
 _LIKELIHOODS = ("gaussian", "poisson")
 
 
-class DPS(Solver):
+class DPS(InverseSolver):
     r"""Diffusion Posterior Sampling: an ancestral step, then a gradient step on the data misfit
     of the denoised estimate, per image.
 
@@ -43,7 +43,7 @@ class DPS(Solver):
     Shapes: ``y`` as ``A(x)``; states ``[B, C, H, W]``. Reports one VJP per step.
 
     Args:
-        prior, y, sigma_y: see :class:`Solver` (``sigma_y`` on the [0, 1] image scale; DPS uses
+        prior, y, sigma_y: see :class:`InverseSolver` (``sigma_y`` on the [0, 1] image scale; DPS uses
             it only through ζ, as the paper does).
         operator: ``A``; a linear operator, or any differentiable callable ``x -> y``.
         zeta: step size ζ > 0 (default 1.0).
@@ -85,14 +85,7 @@ class DPS(Solver):
         image_shape: Sequence[int] | None = None,
         poisson_floor: float = 1e-3,
     ) -> None:
-        if not callable(operator):
-            raise ValueError(f"`operator` must be callable (x -> y), got {type(operator).__name__}")
-        if image_shape is not None:
-            image_shape = tuple(int(s) for s in image_shape)
-            if len(image_shape) != 3:
-                raise ValueError(f"`image_shape` must be (C, H, W), got {image_shape}")
-        self._given_shape = image_shape
-        super().__init__(prior, operator, y, sigma_y)
+        super().__init__(prior, operator, y, sigma_y, image_shape=image_shape)
         if not zeta > 0:
             raise ValueError(f"`zeta` must be > 0, got {zeta}")
         if likelihood not in _LIKELIHOODS:
@@ -104,23 +97,6 @@ class DPS(Solver):
         self.weights = None
         if likelihood == "poisson":
             self.weights = 1.0 / (2 * ((y + 1) / 2).clamp_min(poisson_floor))
-
-    def check_observation(self, operator, y: Tensor) -> Tensor:
-        """For a linear operator, the base checks and ``A†y``; for any other callable, check ``y``
-        against the forward pass of a zero probe and start from zeros (mid-grey)."""
-        if isinstance(operator, LinearOperator) and self._given_shape is None:
-            return super().check_observation(operator, y)
-        shape = self._given_shape or getattr(operator, "image_shape", None)
-        if shape is None:
-            raise ValueError(f"{type(operator).__name__} is not a LinearOperator: pass "
-                             "`image_shape=(C, H, W)` so DPS knows the size of the images")
-        probe = torch.zeros((y.shape[0], *shape), dtype=y.dtype, device=y.device)
-        with torch.no_grad():
-            out = operator(probe)
-        if tuple(out.shape) != tuple(y.shape):
-            raise ValueError(f"`y` has shape {tuple(y.shape)} but the operator maps images of "
-                             f"shape {tuple(probe.shape)} to {tuple(out.shape)}")
-        return probe
 
     def misfit(self, x0: Tensor) -> Tensor:
         """``‖y − A(x̂0)‖`` per image ``[B]`` (weighted by Λ for the Poisson likelihood)."""

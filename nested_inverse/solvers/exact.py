@@ -8,12 +8,12 @@ from operators import LinearOperator
 from operators.random import Generators
 
 from ..priors.gmm import GaussianMixturePrior
-from .base import Solver, ddim_step, unit_interval
+from .base import InverseSolver, ddim_step, unit_interval
 
 __all__ = ["ExactPosterior"]
 
 
-class ExactPosterior(Solver):
+class ExactPosterior(InverseSolver):
     r"""Samples ``p(x0 | x_t, y)`` exactly at every step, then takes a DDIM step with it.
 
     ``x̂0 ~ p(x0 | x_t, y)`` (:meth:`GaussianMixturePrior.posterior_sample`);
@@ -25,7 +25,7 @@ class ExactPosterior(Solver):
     step counts as one evaluation (nothing calls ``prior.predict``).
 
     Args:
-        prior: a :class:`GaussianMixturePrior`; operator, y, sigma_y: as for :class:`Solver`
+        prior: a :class:`GaussianMixturePrior`; operator, y, sigma_y: as for :class:`InverseSolver`
             (``sigma_y`` on the [0, 1] scale); eta: DDIM η ∈ [0, 1].
 
     Example:

@@ -12,12 +12,12 @@ from operators.base import conjugate_gradient
 from operators.random import Generators
 
 from ..priors import Prior
-from .base import Solver, ddim_step, unit_interval
+from .base import InverseSolver, ddim_step, unit_interval
 
 __all__ = ["PiGDM"]
 
 
-class PiGDM(Solver):
+class PiGDM(InverseSolver):
     r"""Pseudoinverse-guided diffusion: a DDIM step plus a vector–Jacobian product that pulls the
     denoised estimate toward consistency with ``y`` through the pseudoinverse.
 
@@ -40,7 +40,7 @@ class PiGDM(Solver):
     Shapes: ``y`` as ``operator(x)``; states ``[B, C, H, W]``. Reports one VJP per step.
 
     Args:
-        prior, operator, y, sigma_y: see :class:`Solver` (``sigma_y`` on the [0, 1] image scale;
+        prior, operator, y, sigma_y: see :class:`InverseSolver` (``sigma_y`` on the [0, 1] image scale;
             ``σ_y`` above is ``2·sigma_y``, the model range).
         eta: DDIM stochasticity η ∈ [0, 1] (default 0.85, as for the other inner solvers).
         guidance_scale: ``w``, a multiplier on the guidance (default 1).

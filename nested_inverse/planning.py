@@ -1,0 +1,140 @@
+"""How much work fits: network-evaluation budgets, wall-clock deadlines, and how to spend them.
+
+:class:`Allowance` is the ledger of one run (evaluations and seconds spent, what is left);
+:func:`plan_budget` decides how the remaining evaluations are spread over the remaining outer
+steps of a nested run; :func:`keep_evenly` picks which outer timesteps survive a cut.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+__all__ = ["DEADLINE_MARGIN", "MIN_INNER_STEPS", "Allowance", "keep_evenly", "plan_budget"]
+
+#: the fewest inner evaluations the budget policy shrinks an inner run to before dropping outer
+#: steps (one evaluation from a large τ gives only a blurry x̂0).
+MIN_INNER_STEPS = 2
+#: safety factor on the measured seconds per evaluation when fitting work into a deadline.
+DEADLINE_MARGIN = 1.15
+
+
+def plan_budget(remaining_nfe: float, remaining_outer: int, inner_steps: int) -> tuple[int, int]:
+    """``(outer steps kept, inner evaluations for the next run)`` for what is left of a budget.
+
+    Policy: keep every remaining outer step at ``inner_steps`` while that fits; otherwise shrink
+    the inner runs evenly (the next run gets ``⌊R/m⌋``; leftovers flow to later runs, so the last
+    run, which sets the final quality, gets the most) down to ``MIN_INNER_STEPS``; below that drop
+    outer steps, keeping ``⌊R/MIN_INNER_STEPS⌋`` of them (at least one while ``R ≥ 1``).
+    ``(0, 0)`` means nothing fits.
+
+    Example:
+        >>> plan_budget(50, 5, 10), plan_budget(20, 5, 10), plan_budget(5, 5, 10)
+        ((5, 10), (5, 4), (2, 2))
+    """
+    m, n = int(remaining_outer), int(inner_steps)
+    if remaining_nfe < 1 or m < 1:
+        return 0, 0
+    if remaining_nfe >= m * n:  # also an unlimited (infinite) budget
+        return m, n
+    R = int(remaining_nfe)
+    floor = min(n, MIN_INNER_STEPS)
+    if R >= m * floor:
+        return m, R // m
+    keep = max(1, R // floor)
+    return keep, R // keep
+
+
+def keep_evenly(pending: list[int], keep: int, first_fixed: bool) -> list[int]:
+    """``keep`` of the pending outer timesteps, evenly chosen, always with the smallest one.
+
+    With ``first_fixed`` the first one stays too (the outer state already sits there).
+
+    Example:
+        >>> keep_evenly([999, 799, 599, 400, 200], 2, first_fixed=False)
+        [999, 200]
+        >>> keep_evenly([999, 799, 599, 400, 200], 1, first_fixed=False)
+        [200]
+    """
+    if keep >= len(pending):
+        return pending
+    if keep == 1:
+        return pending[:1] if first_fixed else pending[-1:]
+    idx = torch.linspace(0, len(pending) - 1, keep, dtype=torch.float64).round().long().tolist()
+    return [pending[i] for i in dict.fromkeys(idx)]
+
+
+class Allowance:
+    """The evaluations and seconds one run may spend, and what it has spent.
+
+    Args:
+        budget_nfe: network evaluations per image, an integer ``>= 1``, or None for no limit.
+        deadline_s: wall-clock seconds from :meth:`start`, ``> 0``, or None for no limit.
+
+    Seconds per evaluation are measured as the run goes; :meth:`remaining` caps the evaluations
+    left by what fits before the deadline at that rate × ``DEADLINE_MARGIN``.
+    """
+
+    def __init__(self, budget_nfe: int | None = None, deadline_s: float | None = None) -> None:
+        if budget_nfe is not None:
+            if isinstance(budget_nfe, bool) or not isinstance(budget_nfe, int) or budget_nfe < 1:
+                raise ValueError(f"`budget_nfe` must be an integer >= 1 (evaluations per image), "
+                                 f"got {budget_nfe!r}")
+        if deadline_s is not None and not float(deadline_s) > 0:
+            raise ValueError(f"`deadline_s` must be > 0 seconds, got {deadline_s!r}")
+        self.budget_nfe = budget_nfe
+        self.deadline_s = None if deadline_s is None else float(deadline_s)
+        self.nfe = 0
+        self._seconds = 0.0  # spent inside evaluations, for the rate
+        self._started: float | None = None
+
+    def start(self) -> None:
+        """Start the clock (the first time only)."""
+        if self._started is None:
+            self._started = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        return 0.0 if self._started is None else time.perf_counter() - self._started
+
+    @property
+    def deadline_at(self) -> float | None:
+        """The deadline on the ``time.perf_counter`` clock."""
+        if self.deadline_s is None:
+            return None
+        self.start()
+        return self._started + self.deadline_s
+
+    def charge(self, nfe: int, seconds: float) -> None:
+        """Record ``nfe`` evaluations that took ``seconds``."""
+        self.nfe += nfe
+        self._seconds += seconds
+
+    def seconds_per_eval(self) -> float | None:
+        """Measured seconds per evaluation × ``DEADLINE_MARGIN``; None before any evaluation."""
+        return None if self.nfe == 0 else DEADLINE_MARGIN * self._seconds / self.nfe
+
+    def remaining(self) -> float:
+        """Evaluations still allowed (``inf`` without limits)."""
+        left = math.inf if self.budget_nfe is None else self.budget_nfe - self.nfe
+        per, at = self.seconds_per_eval(), self.deadline_at
+        if at is not None and per is not None:
+            left = min(left, math.floor((at - time.perf_counter()) / per))
+        return left
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        at = self.deadline_at
+        return at is not None and time.perf_counter() > at
+
+    def overshoots(self, started: float, used: int, planned: int) -> bool:
+        """Whether a run started at ``started`` that has done ``used`` of ``planned`` evaluations
+        would finish after the deadline at its own measured rate (without the margin: a run
+        planned with the margin is abandoned only when evaluations slow down by more than it)."""
+        at = self.deadline_at
+        if at is None or used >= planned:
+            return False
+        now = time.perf_counter()
+        return now + (now - started) / used * (planned - used) > at
