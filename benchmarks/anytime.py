@@ -31,8 +31,6 @@ import torch.nn.functional as F
 import operators
 import nested_inverse as ni
 from nested_inverse.metrics import anytime_quality, psnr, sliced_wasserstein, ssim
-from nested_inverse.nested import NestedSampler
-from nested_inverse.restore import make_solver
 
 #: task name → (operator registry name, sigma_y on the [0, 1] scale).
 TASKS = {
@@ -80,27 +78,34 @@ def to01(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def vanilla_run(solver, prior: TimedPrior, steps: int, seed: int, batch: int,
-                transform=to01) -> Run:
-    run = Run(f"vanilla {steps}", steps)
-    run.curve.append((0, transform(solver.y_pinv)))
+def stream_run(sampler, prior: TimedPrior, label: str, seed: int, batch: int,
+               transform=to01) -> Run:
+    """Every result of ``sampler``'s anytime stream (vanilla or nested), with wall and net time."""
+    run = Run(label, sampler.total_nfe)
     prior.seconds = 0.0
     start = time.perf_counter()
-    for state in solver.iterate(steps=steps, generator=generators(seed, batch)):
-        run.curve.append((state.nfe, transform(state.x_t if state.t < 0 else state.x0_hat)))
+    for result in sampler.iterate(generators(seed, batch)):
+        run.curve.append((result.nfe, transform(result.image)))
     run.wall, run.net = time.perf_counter() - start, prior.seconds
     return run
+
+
+def vanilla_run(solver, prior: TimedPrior, steps: int, seed: int, batch: int,
+                transform=to01) -> Run:
+    return stream_run(ni.VanillaSampler(solver, steps), prior, f"vanilla {steps}", seed, batch,
+                      transform)
 
 
 def nested_run(solver, prior: TimedPrior, outer: int, inner: int, seed: int, batch: int,
                transform=to01) -> Run:
-    run = Run(f"nested {outer}x{inner}", outer * inner)
-    prior.seconds = 0.0
-    start = time.perf_counter()
-    for result in NestedSampler(solver, outer, inner).iterate(generators(seed, batch)):
-        run.curve.append((result.nfe, transform(result.image)))
-    run.wall, run.net = time.perf_counter() - start, prior.seconds
-    return run
+    return stream_run(ni.NestedSampler(solver, outer, inner), prior, f"nested {outer}x{inner}",
+                      seed, batch, transform)
+
+
+def make_solver(method: str, prior, op, y, sigma_y):
+    """The registered solver ``method`` on a model-range ``y`` made here (not through Problem, so
+    the noise draw stays the one RESULTS.md was measured with)."""
+    return ni.solvers.get(method)(prior, op, y, sigma_y)
 
 
 def latest(curve, n):
@@ -219,7 +224,7 @@ def posterior_mean(args, method, prior, op, y, sigma_y, truth, budget, split) ->
     solver = make_solver(method, prior, op, ys, sigma_y)
     gens = generators(args.seed + 1000, B * S)
     vanilla = to01(solver.sample(steps=budget, generator=gens))
-    nested = to01(NestedSampler(solver, *split).sample(generators(args.seed + 1000, B * S)))
+    nested = to01(ni.NestedSampler(solver, *split).sample(generators(args.seed + 1000, B * S)))
     for label, out in (("vanilla", vanilla), (f"nested {split[0]}x{split[1]}", nested)):
         single = float(psnr(out[::S], truth).mean())
         mean = float(psnr(out.view(B, S, *out.shape[1:]).mean(1), truth).mean())

@@ -54,15 +54,15 @@ class SamplerConfig:
     outer_eta: float = 0.0
 
     def __post_init__(self) -> None:
-        try:
-            solvers.registry.check_params(self.method, self.method_args)
-        except ValueError as err:
-            raise UsageError(str(err)) from err
         for name in ("outer", "inner", "steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"`{name}`={value!r} must be an integer >= 1")
-        self.outer_eta = unit_interval("outer_eta", self.outer_eta)
+        try:
+            solvers.registry.check_params(self.method, self.method_args)
+            self.outer_eta = unit_interval("outer_eta", self.outer_eta)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
 
     @property
     def budget(self) -> int:

@@ -217,6 +217,21 @@ def test_run_exits_non_zero_when_no_image_succeeds(tmp_path, capsys):
     assert "0/1 images done" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("extra, expect", [
+    (["--samples", "0"], "`--samples`=0 must be an integer >= 1"),
+    (["--outer", "0"], "`--outer`=0 must be an integer >= 1"),
+    (["--center-crop", "64"], "smaller than `--center-crop` 64"),
+])
+def test_run_shows_library_errors_with_their_flags(folder, tmp_path, capsys, extra, expect):
+    # The library names Python arguments (`samples`, `outer`, `center_crop`); the CLI its flags.
+    argv = ["run", str(folder), "--task", "sr4", "--out", str(tmp_path / "o"), *FAST, *extra]
+    rc = main(argv)
+    if extra[0] == "--center-crop":  # per-image failures are logged, the run exits 1
+        assert rc == 1 and expect in capsys.readouterr().err
+    else:
+        assert rc == 2 and expect in _one_line_error(capsys)
+
+
 def test_degrade_writes_observations_and_masks(folder, tmp_path, capsys):
     out = tmp_path / "deg"
     assert main(["degrade", str(folder), "--task", "inpaint-box", "--out", str(out),

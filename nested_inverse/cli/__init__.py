@@ -11,34 +11,18 @@ that sets them (`` `--task-arg` ``).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import UsageError
 from . import degrade, operators_cmd, restore, run, train_prior
+from .common import as_flags
 
 __all__ = ["main", "build_parser", "UsageError"]
 
 # Subcommand modules, in the order `--help` lists them.
 _SUBCOMMANDS = (restore, run, degrade, operators_cmd, train_prior)
-
-#: Python argument names in library errors → the flag (or positional) that sets them.
-FLAGS = {
-    "task": "--task", "task_args": "--task-arg", "mask": "--mask", "sigma_y": "--sigma-y",
-    "method": "--method", "method_params": "--method-arg", "method_args": "--method-arg",
-    "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
-    "steps": "--steps", "vanilla": "--vanilla", "seed": "--seed", "samples": "--samples",
-    "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
-    "out": "--out", "root": "DATASET_DIR", "device": "--device", "outer_eta": "--outer-eta",
-}
-
-
-def as_flags(message: str) -> str:
-    """``message`` with every `` `argument` `` the command line sets shown as its flag."""
-    return re.sub(r"`([a-z_]+)`", lambda m: f"`{FLAGS.get(m.group(1), m.group(1))}`", message)
-
 
 class _Parser(argparse.ArgumentParser):
     """Argument mistakes in one line (``usage`` stays available through ``--help``)."""

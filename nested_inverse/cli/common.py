@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import re
 import sys
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..sampling import SamplerConfig
 from ..tasks import Task, parse_key_values, resolve_task
 
 __all__ = [
+    "FLAGS",
+    "as_flags",
     "add_prior_args",
     "add_sampler_args",
     "add_task_args",
@@ -26,6 +29,22 @@ __all__ = [
     "setup_logging",
     "task_from_args",
 ]
+
+#: Python argument names in library errors → the flag (or positional) that sets them.
+FLAGS = {
+    "task": "--task", "task_args": "--task-arg", "mask": "--mask", "sigma_y": "--sigma-y",
+    "method": "--method", "method_params": "--method-arg", "method_args": "--method-arg",
+    "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
+    "steps": "--steps", "vanilla": "--vanilla", "seed": "--seed", "samples": "--samples",
+    "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
+    "out": "--out", "root": "DATASET_DIR", "device": "--device", "outer_eta": "--outer-eta",
+}
+
+
+def as_flags(message: str) -> str:
+    """``message`` with every `` `argument` `` the command line sets shown as its flag."""
+    return re.sub(r"`([a-z_]+)`", lambda m: f"`{FLAGS.get(m.group(1), m.group(1))}`", message)
+
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -143,7 +162,7 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(self.format(record), file=sys.stderr)
+            print(as_flags(self.format(record)), file=sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never break the run
             self.handleError(record)
 

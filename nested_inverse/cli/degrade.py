@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..dataset import degrade_dataset, launcher_processes
-from .common import add_task_args, pick_device, setup_logging, task_from_args
+from .common import as_flags, add_task_args, pick_device, setup_logging, task_from_args
 from .run import add_dataset_args, check_crop
 
 __all__ = ["add_parser"]
@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     )
     if not processes.main:
         return 0
-    print(summary.format())
+    print(as_flags(summary.format()))
     return summary.exit_code

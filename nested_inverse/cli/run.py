@@ -8,7 +8,7 @@ from typing import Any
 
 from ..dataset import launcher_processes, run_dataset
 from ..errors import UsageError
-from .common import (add_prior_args, add_sampler_args, add_task_args, load_prior_cached,
+from .common import (as_flags, add_prior_args, add_sampler_args, add_task_args, load_prior_cached,
                      pick_device, sampler_from_args, setup_logging, task_from_args)
 
 __all__ = ["add_parser", "add_dataset_args"]
@@ -85,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
     )
     if not processes.main:
         return 0  # the main process reports for everyone
-    print(summary.format())
+    print(as_flags(summary.format()))
     return summary.exit_code
