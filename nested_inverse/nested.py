@@ -35,6 +35,7 @@ from .anytime import AnytimeResult, AnytimeRun, run_to_end
 from .planning import Allowance, keep_evenly, plan_budget
 from .priors import Prior
 from .solvers.base import Solver, ddim_step, unit_interval
+from .solvers.ddim import DDIM
 from .timesteps import spaced_timesteps
 
 __all__ = ["NestedSampler", "outer_timesteps"]
@@ -119,8 +120,6 @@ class NestedSampler:
 
         ``shape`` is ``[B, C, H, W]``; ``eta`` is the inner DDIM η (0.85 as in Elata et al.).
         """
-        from .solvers.ddim import DDIM
-
         return cls(DDIM(prior, shape, eta=eta, dtype=dtype, device=device), outer_steps,
                    inner_steps, outer_eta)
 
@@ -158,7 +157,7 @@ class NestedSampler:
         from the initial noise, not from an x̂0) and ``Resample`` is refused.
 
         Budget policy (``budget_nfe``, evaluations per image, ≥ 1): before each outer step the
-        remaining evaluations are re-planned with :func:`plan_budget` — shrink the remaining inner
+        remaining evaluations are re-planned with :func:`~nested_inverse.planning.plan_budget` — shrink the remaining inner
         runs evenly, down to ``MIN_INNER_STEPS``, then drop outer steps (evenly, always keeping the
         smallest outer timestep). The total never exceeds the budget; a budget below one inner run
         gives one shorter run (vanilla from noise when below ``MIN_INNER_STEPS`` per step).

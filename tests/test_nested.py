@@ -19,7 +19,7 @@ from nested_inverse import (
 from nested_inverse.metrics import sliced_wasserstein
 from nested_inverse.nested import outer_timesteps
 from nested_inverse.planning import plan_budget
-from nested_inverse.solvers import ExactPosterior
+from nested_inverse.solvers import DDRM, ExactPosterior
 
 
 def random_gmm(seed=0, k=5, event_shape=(1, 4, 4), scale=0.3):
@@ -374,17 +374,7 @@ def test_nested_with_a_wrong_outer_step_is_caught(prior):
     assert sliced_wasserstein(reference, broken, generator=gen(12)) > 1.6 * noise_level
 
 
-def solvers_to_check():
-    out = [("ddnm", DDNM)]
-    try:
-        from nested_inverse.solvers.ddrm import DDRM
-        out.append(("ddrm", DDRM))
-    except ImportError:
-        pass
-    return out
-
-
-@pytest.mark.parametrize("name, cls", solvers_to_check())
+@pytest.mark.parametrize("name, cls", [("ddnm", DDNM), ("ddrm", DDRM)])
 def test_nested_with_an_approximate_inner_solver_lands_near_the_posterior(prior, name, cls):
     n = 1000
     op, y = problem(prior, "inpaint-half")
