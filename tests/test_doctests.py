@@ -187,6 +187,11 @@ def test_readme_quick_start_restore_runs(tmp_path, monkeypatch, capsys, one_thre
     crop = int(_option(args, "--center-crop"))
     with Image.open(out / f"{stem}.png") as restored:
         assert restored.size == (crop, crop)
+    factor = re.fullmatch(r"sr(\d+)", _option(args, "--task"))
+    if factor:  # the observation is the crop downsampled by the task's factor
+        side = crop // int(factor[1])
+        with Image.open(out / f"{stem}_y.png") as observed:
+            assert observed.size == (side, side)
 
 
 def test_readme_quick_start_test_command_names_a_real_setup(pytestconfig):
