@@ -10,7 +10,8 @@ import math
 
 import pytest
 
-from nested_inverse.nested import MIN_INNER_STEPS, outer_timesteps, plan_budget
+from nested_inverse.nested import outer_timesteps
+from nested_inverse.planning import MIN_INNER_STEPS, plan_budget
 from nested_inverse.timesteps import spaced_timesteps
 
 GRID = [(t_start, steps, t_end) for t_start in (0, 1, 2, 3, 7, 10, 99, 500, 999)
