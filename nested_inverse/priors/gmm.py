@@ -11,15 +11,9 @@ from torch import Tensor
 from operators import LinearOperator
 from operators.random import Generators
 
-__all__ = ["GaussianMixturePrior", "ddpm_alphas_cumprod"]
+from .schedule import linear_alphas_cumprod
 
-
-def ddpm_alphas_cumprod(
-    num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-) -> Tensor:
-    r"""``ᾱ_t = ∏_{s≤t} (1 − β_s)`` for the linear DDPM schedule (Ho et al., 2020), float64 ``[T]``."""
-    betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
+__all__ = ["GaussianMixturePrior"]
 
 
 def _psd_sqrt(cov: Tensor) -> Tensor:
@@ -47,7 +41,7 @@ class GaussianMixturePrior:
         means: ``[K, d]`` with ``d = prod(event_shape)``.
         covs: ``[K, d, d]``, symmetric positive definite.
         event_shape: shape of one sample, e.g. ``(1, 4, 4)`` so image operators apply unchanged.
-        alphas_cumprod: ``ᾱ_t`` ``[T]``; defaults to the linear DDPM schedule with T = 1000.
+        alphas_cumprod: ``ᾱ_t`` ``[T]``; default :func:`~.schedule.linear_alphas_cumprod` (T = 1000).
 
     Example:
         >>> import torch
@@ -86,7 +80,7 @@ class GaussianMixturePrior:
         self.covs = 0.5 * (covs + covs.transpose(-1, -2))
         self.dim = d
         if alphas_cumprod is None:
-            alphas_cumprod = ddpm_alphas_cumprod()
+            alphas_cumprod = linear_alphas_cumprod()
         self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
 
     # ----------------------------------------------------------------------------------- sampling

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .schedule import linear_alphas_cumprod
+
 __all__ = ["train_prior"]
 
 _CHECKPOINT = Path("checkpoint") / "state.pt"
@@ -312,8 +314,7 @@ def train_prior(
         num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
         beta_schedule="linear", prediction_type="epsilon", clip_sample=True,
     )
-    betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
-    abar = torch.cumprod(1 - betas, 0).float().to(dev)
+    abar = linear_alphas_cumprod(num_train_timesteps, beta_start, beta_end).float().to(dev)
     g = torch.Generator().manual_seed(seed)
     scaler = torch.amp.GradScaler(dev.type, enabled=(mp == "fp16"))
     step, trained_s, smooth = 0, 0.0, None
