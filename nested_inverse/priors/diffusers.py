@@ -281,7 +281,9 @@ class DiffusionPrior(nn.Module):
         """
         from .loading import load_unet
 
-        unet, schedule = load_unet(path_or_repo_id, subfolder, torch_dtype, schedule, allow_pickle, **kwargs)
+        unet, schedule = load_unet(
+            path_or_repo_id, subfolder, torch_dtype, schedule, allow_pickle, **kwargs
+        )
         prior = cls(unet, schedule, prediction_type=prediction_type, clip_x0=clip_x0, chunk_size=chunk_size)
         return prior.to(device) if device is not None else prior
 

@@ -1,4 +1,4 @@
-r"""Noise schedules: ``β_t`` and ``ᾱ_t = ∏_{s≤t} (1 − β_s)`` of the variance-preserving process.
+r"""Noise schedules: ``β_t`` and ``ᾱ_t = ∏_{s≤t} (1 − β_s)``, variance-preserving process.
 
 Under ``x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε`` every prior carries ``ᾱ_t`` for ``t = 0 … T−1`` (float64
 ``[T]``, in (0, 1], non-increasing). The kinds of diffusers' ``beta_schedule``:
@@ -17,6 +17,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,8 +32,8 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
 def _check_length(num_train_timesteps: Any) -> int:
-    if isinstance(num_train_timesteps, bool) or int(num_train_timesteps) != num_train_timesteps \
-            or int(num_train_timesteps) < 1:
+    T = num_train_timesteps
+    if isinstance(T, bool) or not isinstance(T, numbers.Real) or int(T) != T or T < 1:
         raise ValueError(f"`num_train_timesteps`={num_train_timesteps!r} must be a positive integer")
     return int(num_train_timesteps)
 
