@@ -180,14 +180,16 @@ class GaussianMixturePrior:
         cond = self._condition_on_y(op, y, sigma_y, x_t, t)
         if x_t is None:
             if cond.logw.shape[0] != 1:
-                raise ValueError("without `x_t`, `y` must hold one observation (batch 1)")
+                raise ValueError(f"without `x_t`, `y` must hold one observation (batch 1), got batch "
+                                 f"{cond.logw.shape[0]}; pass `x_t` and `t` for one sample per item")
             count = 1 if n is None else n
             cond = _ConditionedMixture(cond.logw.expand(count, -1),
                                        cond.means.expand(count, -1, -1), cond.covs, self.event_shape)
         return cond.sample(generator)
 
     # ---------------------------------------------------------------------------------- helpers
-    def _condition_on_y(self, op, y, sigma_y, x_t, t) -> "_ConditionedMixture":
+    def _condition_on_y(self, op: LinearOperator | None, y: Tensor | None, sigma_y: float,
+                        x_t: Tensor | None, t: int | Tensor | None) -> "_ConditionedMixture":
         if sigma_y < 0:
             raise ValueError(f"`sigma_y` must be >= 0, got {sigma_y}")
         rows: list[Tensor] = []
@@ -205,10 +207,11 @@ class GaussianMixturePrior:
             variances.append(torch.full((int(keep.sum()),), (2 * sigma_y) ** 2, dtype=torch.float64))
         if x_t is not None:
             if t is None:
-                raise ValueError("`t` is required with `x_t`")
+                raise ValueError("`t`=None: a timestep is required with `x_t`")
             a = self._alpha(t, batch)
             if not torch.all(a == a[0]):
-                raise ValueError("`posterior_sample` needs one timestep `t` for the whole batch")
+                raise ValueError(f"`posterior_sample` needs one timestep `t` for the whole batch, got "
+                                 f"{torch.as_tensor(t).reshape(-1).tolist()}")
             a = a[0]
             rows.append(a.sqrt() * torch.eye(self.dim, dtype=torch.float64))
             values.append(x_t.reshape(batch, -1).to(torch.float64))
@@ -252,7 +255,8 @@ def _sample(logw: Tensor, means: Tensor, sqrt_cov: Tensor, generator: Generators
     else:
         gens = list(generator)
         if len(gens) != b:
-            raise ValueError(f"`generator` has {len(gens)} entries for a batch of {b}")
+            raise ValueError(f"`generator` has {len(gens)} entries for a batch of {b}; accepted: None, "
+                             "one torch.Generator, or one per item")
         u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens])
         z = torch.cat([torch.randn(1, d, generator=g, dtype=torch.float64) for g in gens])
     # Inverse-CDF component choice keeps one uniform per item, whatever K is.

@@ -26,13 +26,17 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from .patches import PatchSampler, load_training_images
 from .schedule import linear_alphas_cumprod
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DModel
 
 __all__ = ["train_prior"]
 
@@ -43,6 +47,7 @@ _ARCH_KEYS = ("patch_size", "channels", "block_out_channels", "layers_per_block"
 
 
 def _groups(channels: Sequence[int]) -> int:
+    """The largest GroupNorm group count of 32, 16, … 1 that divides every width."""
     for g in (32, 16, 8, 4, 2, 1):
         if all(c % g == 0 for c in channels):
             return g
@@ -290,13 +295,17 @@ def train_prior(
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
+    # Through a temporary file and os.replace, so a crash mid-write never leaves a torn checkpoint.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-def _save_checkpoint(path: Path, model, ema, opt, scaler, g, step, trained_s, smooth, recipe) -> None:
+def _save_checkpoint(path: Path, model: "UNet2DModel", ema: dict[str, Tensor], opt: torch.optim.Optimizer,
+                     scaler: torch.amp.GradScaler, g: torch.Generator, step: int, trained_s: float,
+                     smooth: float | None, recipe: dict[str, Any]) -> None:
+    """Write ``state.pt`` atomically: model, EMA, optimizer, scaler, RNG, step, time, loss, recipe."""
     _atomic_torch_save(
         {
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -313,8 +322,9 @@ def _save_checkpoint(path: Path, model, ema, opt, scaler, g, step, trained_s, sm
     )
 
 
-def _export(out: Path, model, ema, scheduler, save_dtype, recipe, step, trained_s, smooth, used,
-            folder, dev) -> None:
+def _export(out: Path, model: "UNet2DModel", ema: dict[str, Tensor], scheduler: "DDPMScheduler",
+            save_dtype: torch.dtype, recipe: dict[str, Any], step: int, trained_s: float,
+            smooth: float | None, used: list[Path], folder: Path, dev: torch.device) -> None:
     """Write the DDPMPipeline folder with the EMA weights, and the README."""
     from diffusers import UNet2DModel
 
