@@ -218,7 +218,8 @@ def default_prior(
     """
     from .diffusers import DiffusionPrior
 
-    return DiffusionPrior.default(torch_dtype=torch_dtype, device=device, **kwargs)
+    return DiffusionPrior.from_pretrained(default_prior_dir(), torch_dtype=torch_dtype, device=device,
+                                          **kwargs)
 
 
 def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any) -> Prior:
