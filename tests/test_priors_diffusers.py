@@ -1,4 +1,7 @@
-"""DiffusionPrior: loading, the (x̂0, ε̂) conversions, padding, dtypes, errors, and the default prior."""
+"""DiffusionPrior: the (x̂0, ε̂) conversions, clipping, padding, chunks, dtypes, errors, the default prior.
+
+Folder layouts and load_prior are in test_priors_loading.py, schedules in test_priors_schedule.py.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +14,11 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel  # noqa: E402
+from diffusers import DDPMScheduler, UNet2DModel  # noqa: E402
 
-import nested_inverse  # noqa: E402
-from nested_inverse import paths  # noqa: E402
-from nested_inverse.priors.diffusers import (  # noqa: E402
-    DiffusionPrior,
-    alphas_cumprod_from_schedule,
-    load_prior,
-)
 from nested_inverse.imageio import bundled_image, from_model_range, to_model_range  # noqa: E402
-from nested_inverse.priors import CountingPrior, Prior  # noqa: E402
-
+from nested_inverse.priors import Prior  # noqa: E402
+from nested_inverse.priors.diffusers import DiffusionPrior  # noqa: E402
 
 
 def tiny_unet(channels: int = 3, seed: int = 0) -> UNet2DModel:
@@ -173,88 +169,6 @@ def test_differentiable_wrt_x_t(tmp_path):
     assert not any(p.requires_grad for p in prior.parameters())
 
 
-def test_bare_unet_folder_with_explicit_schedules(tmp_path):
-    unet = tiny_unet()
-    unet.save_pretrained(tmp_path / "bare")
-    with pytest.raises(ValueError, match="schedule"):
-        DiffusionPrior.from_pretrained(tmp_path / "bare")
-    ref = alphas_cumprod_from_schedule({"beta_schedule": "linear"})
-    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
-    for schedule in (
-        DDPMScheduler(),
-        dict(DDPMScheduler().config),
-        {"betas": betas},
-        {"trained_betas": betas.tolist()},
-        torch.cumprod(1 - betas, 0),
-    ):
-        prior = DiffusionPrior.from_pretrained(tmp_path / "bare", schedule=schedule)
-        torch.testing.assert_close(prior.alphas_cumprod, ref, atol=1e-12, rtol=0)
-    # The flat layout (Google's DDPM repos): scheduler_config.json beside config.json.
-    DDPMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear").save_config(tmp_path / "bare")
-    flat = DiffusionPrior.from_pretrained(tmp_path / "bare")
-    assert flat.prediction_type == "v_prediction"
-    scaled = alphas_cumprod_from_schedule({"beta_schedule": "scaled_linear"})
-    torch.testing.assert_close(flat.alphas_cumprod, scaled)
-    # subfolder="unet" of a pipeline picks up the sibling scheduler.
-    save_pipeline(tmp_path / "pipe")
-    assert DiffusionPrior.from_pretrained(tmp_path / "pipe", subfolder="unet").num_timesteps == 1000
-
-
-@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
-def test_schedules_match_diffusers(schedule):
-    sched = DDIMScheduler(beta_schedule=schedule)
-    ours = alphas_cumprod_from_schedule(sched)
-    assert ours.dtype == torch.float64 and ours.shape == (1000,)
-    torch.testing.assert_close(ours, sched.alphas_cumprod.double(), atol=2e-6, rtol=1e-5)
-    assert (ours[1:] <= ours[:-1]).all()
-
-
-def test_bad_schedules():
-    with pytest.raises(ValueError, match="beta_schedule"):
-        alphas_cumprod_from_schedule({"beta_schedule": "sigmoid"})
-    with pytest.raises(ValueError, match="schedule"):
-        alphas_cumprod_from_schedule("linear")
-    with pytest.raises(ValueError, match="non-increasing"):
-        alphas_cumprod_from_schedule(torch.tensor([0.5, 0.9]))
-    with pytest.raises(ValueError, match="prediction_type"):
-        DiffusionPrior(tiny_unet(), {"prediction_type": "x0"})
-
-
-def test_pickle_refused_unless_allowed(tmp_path):
-    unet = tiny_unet()
-    unet.save_pretrained(tmp_path / "unet", safe_serialization=False)
-    DDPMScheduler(clip_sample=False).save_pretrained(tmp_path / "scheduler")
-    assert (tmp_path / "unet" / "diffusion_pytorch_model.bin").exists()
-    with pytest.raises(ValueError, match="allow_pickle=True"):
-        DiffusionPrior.from_pretrained(tmp_path)
-    prior = DiffusionPrior.from_pretrained(tmp_path, allow_pickle=True)
-    assert torch.equal(prior.unet.conv_in.weight, unet.conv_in.weight)
-
-
-def test_missing_and_malformed_folders(tmp_path, monkeypatch):
-    for missing in (str(tmp_path / "nope"), "./definitely-not-here", tmp_path / "nope"):
-        with pytest.raises(FileNotFoundError, match="nope|definitely-not-here"):
-            DiffusionPrior.from_pretrained(missing)
-    # "models/missing" has the shape of a Hub id, but "models" exists here: a local path, not the Hub.
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "models").mkdir()
-    with pytest.raises(FileNotFoundError, match="models/missing"):
-        DiffusionPrior.from_pretrained("models/missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="config.json"):
-        DiffusionPrior.from_pretrained(tmp_path / "empty")
-    (tmp_path / "noweights" / "unet").mkdir(parents=True)
-    tiny_unet().save_config(tmp_path / "noweights" / "unet")
-    with pytest.raises(FileNotFoundError, match="no weights"):
-        DiffusionPrior.from_pretrained(tmp_path / "noweights")
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_offline_hub_id_fails_clearly():
-    with pytest.raises(FileNotFoundError, match="not-a-real-owner/not-a-real-model"):
-        DiffusionPrior.from_pretrained("not-a-real-owner/not-a-real-model")
-
-
 def test_channel_mismatch_and_timestep_range(tmp_path):
     save_pipeline(tmp_path, channels=1)
     prior = DiffusionPrior.from_pretrained(tmp_path)
@@ -268,29 +182,6 @@ def test_channel_mismatch_and_timestep_range(tmp_path):
         prior.predict(x, torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="integer"):
         prior.predict(x, torch.tensor([1.5, 2.0]))
-
-
-def test_load_prior(tmp_path):
-    save_pipeline(tmp_path)
-    prior = load_prior(str(tmp_path))
-    assert isinstance(prior, DiffusionPrior)
-    counting = CountingPrior(prior)
-    assert load_prior(counting, device="cpu") is counting
-    with pytest.raises(ValueError, match="chunk_size"):
-        load_prior(counting, chunk_size=2)
-    with pytest.raises(ValueError, match="not understood"):
-        load_prior(42)  # type: ignore[arg-type]
-    assert nested_inverse.load_prior is load_prior and nested_inverse.DiffusionPrior is DiffusionPrior
-
-
-def test_bundled_data_found_through_paths():
-    prior_dir = paths.default_prior_dir()
-    assert (prior_dir / "unet" / "config.json").is_file()
-    assert (prior_dir / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    assert (prior_dir / "scheduler" / "scheduler_config.json").is_file()
-    assert (prior_dir / "README.md").is_file()
-    for name in ("astronaut", "coffee", "chelsea"):
-        assert (paths.images_dir() / f"{name}.png").is_file()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -322,3 +213,8 @@ def test_default_prior_denoises_held_out_crops(capsys):
             print(f"\n{name}: PSNR x0_hat {p_hat:.2f}, x_t/sqrt(abar) {p_noisy:.2f}, x_t {p_xt:.2f} dB")
         assert p_hat - p_noisy >= 10.0
         assert p_hat - p_xt >= 10.0
+
+
+def test_bad_prediction_type():
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusionPrior(tiny_unet(), {"prediction_type": "x0"})

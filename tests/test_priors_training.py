@@ -18,7 +18,7 @@ import nested_inverse  # noqa: E402
 from nested_inverse import paths  # noqa: E402
 from nested_inverse.cli import main  # noqa: E402
 from nested_inverse.priors.diffusers import DiffusionPrior  # noqa: E402
-from nested_inverse.priors.training import _PatchSampler, train_prior  # noqa: E402
+from nested_inverse.priors.training import train_prior  # noqa: E402
 
 TINY = dict(patch_size=16, block_out_channels=(16, 32), layers_per_block=1, batch_size=8, progress=False)
 
@@ -104,16 +104,6 @@ def test_grayscale_folder_trains_a_one_channel_prior(tmp_path):
     assert prior.in_channels == 1
     with pytest.raises(ValueError, match="3 channels"):
         prior.predict(torch.zeros(1, 3, 16, 16), 1)
-
-
-def test_patch_sampler_is_reproducible():
-    imgs = [torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8), torch.randint(0, 256, (1, 20, 20),
-                                                                                 dtype=torch.uint8)]
-    sampler = _PatchSampler(imgs, 16, 3, (1.0, 0.5), channel_permute=True, grayscale_prob=0.5)
-    a = sampler(12, torch.Generator().manual_seed(0))
-    b = sampler(12, torch.Generator().manual_seed(0))
-    assert a.shape == (12, 3, 16, 16) and torch.equal(a, b)
-    assert 0 <= a.min() and a.max() <= 1
 
 
 def test_bad_input(images, tmp_path):

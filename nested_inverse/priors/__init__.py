@@ -1,16 +1,22 @@
-"""Diffusion priors: the protocol solvers rely on, pretrained diffusers UNets, the exact Gaussian
-mixture, and training the bundled default.
+"""Diffusion priors: the protocol solvers rely on, noise schedules, pretrained diffusers UNets, the
+exact Gaussian mixture, and training the bundled default.
 
 - :class:`Prior` (``protocol.py``): a schedule ``alphas_cumprod`` and ``predict(x_t, t) -> (x̂0, ε̂)``.
+- :func:`alphas_cumprod_from_schedule`, :func:`linear_alphas_cumprod` (``schedule.py``):
+  ``ᾱ_t = ∏_{s≤t} (1 − β_s)`` from diffusers scheduler configs and the linear DDPM schedule.
 - :class:`DiffusionPrior` (``diffusers.py``): a diffusers ``UNet2DModel`` with its noise schedule.
+- :func:`load_prior` (``loading.py``): folder layouts, safetensors vs pickles, the Hub, the default.
 - :class:`GaussianMixturePrior` (``gmm.py``): exact denoiser and posterior, the yardstick.
-- :func:`train_prior` (``training.py``): the recipe of the bundled ``natural-patches-64`` prior.
+- :func:`train_prior` (``training.py``, data in ``patches.py``): the recipe of the bundled
+  ``natural-patches-64`` prior.
 """
 
-from .diffusers import DiffusionPrior, alphas_cumprod_from_schedule, load_prior
+from .diffusers import DiffusionPrior
 from .gmm import GaussianMixturePrior
+from .loading import load_prior
 from .protocol import CountingPrior, Prior
+from .schedule import alphas_cumprod_from_schedule, linear_alphas_cumprod
 from .training import train_prior
 
 __all__ = ["CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "Prior",
-           "alphas_cumprod_from_schedule", "load_prior", "train_prior"]
+           "alphas_cumprod_from_schedule", "linear_alphas_cumprod", "load_prior", "train_prior"]

@@ -12,18 +12,12 @@ References:
     Ho, Jain, Abbeel (2020). Denoising Diffusion Probabilistic Models. arXiv:2006.11239.
     Salimans, Ho (2022). Progressive Distillation for Fast Sampling of Diffusion Models (v-prediction).
     arXiv:2202.00512.
-    Nichol, Dhariwal (2021). Improved Denoising Diffusion Probabilistic Models (cosine schedule).
-    arXiv:2102.09672.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -31,94 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..paths import default_prior_dir
-from .protocol import Prior
+from .schedule import alphas_cumprod_from_schedule
 
-__all__ = ["DiffusionPrior", "alphas_cumprod_from_schedule", "load_prior"]
+__all__ = ["PREDICTION_TYPES", "DiffusionPrior"]
 
-_PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-
-
-# --------------------------------------------------------------------------------------------------
-# Noise schedules
-# --------------------------------------------------------------------------------------------------
-
-
-def _betas_from_config(config: Mapping[str, Any]) -> Tensor:
-    """``β_t`` (float64 ``[T]``) from a diffusers scheduler config (``beta_schedule`` and friends)."""
-    trained = config.get("trained_betas")
-    if trained is not None:
-        return torch.as_tensor(trained, dtype=torch.float64).flatten()
-    T = int(config.get("num_train_timesteps", 1000))
-    start = float(config.get("beta_start", 1e-4))
-    end = float(config.get("beta_end", 0.02))
-    kind = config.get("beta_schedule", "linear")
-    if kind == "linear":
-        return torch.linspace(start, end, T, dtype=torch.float64)
-    if kind == "scaled_linear":
-        # Latent-diffusion schedule: linear in √β.
-        return torch.linspace(math.sqrt(start), math.sqrt(end), T, dtype=torch.float64) ** 2
-    if kind == "squaredcos_cap_v2":
-        # Nichol & Dhariwal: ᾱ(s) = cos²((s + 0.008)/1.008 · π/2), β_t = 1 − ᾱ((t+1)/T)/ᾱ(t/T), capped.
-        s = torch.arange(T + 1, dtype=torch.float64) / T
-        abar = torch.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
-        return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
-    raise ValueError(
-        f"`beta_schedule`={kind!r} is not supported; accepted: {', '.join(_BETA_SCHEDULES)} "
-        "or explicit `trained_betas`"
-    )
-
-
-def alphas_cumprod_from_schedule(schedule: Any) -> Tensor:
-    r"""``ᾱ_t = ∏_{s≤t} (1 − β_s)`` as float64 ``[T]`` from any description of a noise schedule.
-
-    Args:
-        schedule: a diffusers scheduler config (a mapping with ``beta_schedule``, ``beta_start``,
-            ``beta_end``, ``num_train_timesteps`` or ``trained_betas``), a diffusers scheduler (its
-            ``.config`` is used), a mapping ``{"betas": ...}`` or ``{"alphas_cumprod": ...}``, or a
-            1-d tensor / sequence taken as ``alphas_cumprod`` itself.
-
-    >>> alphas_cumprod_from_schedule({"beta_schedule": "linear", "num_train_timesteps": 1000})[0]
-    tensor(0.9999, dtype=torch.float64)
-    """
-    if hasattr(schedule, "config") and isinstance(getattr(schedule, "config"), Mapping):
-        schedule = schedule.config
-    if isinstance(schedule, Mapping):
-        if "alphas_cumprod" in schedule:
-            abar = torch.as_tensor(schedule["alphas_cumprod"], dtype=torch.float64).flatten()
-        elif "betas" in schedule:
-            betas = torch.as_tensor(schedule["betas"], dtype=torch.float64).flatten()
-            abar = torch.cumprod(1 - betas, 0)
-        else:
-            if schedule.get("rescale_betas_zero_snr", False):
-                raise ValueError(
-                    "`rescale_betas_zero_snr`=True gives ᾱ_{T−1} = 0, where x̂0 is undefined for "
-                    "epsilon models; not supported"
-                )
-            abar = torch.cumprod(1 - _betas_from_config(schedule), 0)
-    elif isinstance(schedule, (Tensor, Sequence)) and not isinstance(schedule, str):
-        abar = torch.as_tensor(schedule, dtype=torch.float64).detach().cpu().flatten()
-    else:
-        raise ValueError(
-            f"`schedule` of type {type(schedule).__name__} is not understood; accepted: a diffusers "
-            "scheduler or its config dict, {'betas': ...}, {'alphas_cumprod': ...}, or a 1-d tensor of "
-            "alphas_cumprod"
-        )
-    abar = abar.detach().cpu()
-    if abar.numel() < 1 or not bool(((abar > 0) & (abar <= 1)).all()):
-        raise ValueError(
-            f"`schedule` gives alphas_cumprod outside (0, 1] (T={abar.numel()}); expected betas in "
-            "[0, 1) or alphas_cumprod in (0, 1]"
-        )
-    if abar.numel() > 1 and not bool((abar[1:] <= abar[:-1]).all()):
-        raise ValueError("`schedule` gives alphas_cumprod that are not non-increasing in t")
-    return abar
-
-
-# --------------------------------------------------------------------------------------------------
-# The prior
-# --------------------------------------------------------------------------------------------------
+#: the diffusers ``prediction_type`` values :class:`DiffusionPrior` converts
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 class DiffusionPrior(nn.Module):
@@ -181,10 +93,10 @@ class DiffusionPrior(nn.Module):
         elif isinstance(schedule, Mapping) and not ({"betas", "alphas_cumprod"} & set(schedule)):
             config = schedule
         prediction_type = prediction_type or config.get("prediction_type", "epsilon")
-        if prediction_type not in _PREDICTION_TYPES:
+        if prediction_type not in PREDICTION_TYPES:
             raise ValueError(
                 f"`prediction_type`={prediction_type!r} is not supported; accepted: "
-                f"{', '.join(_PREDICTION_TYPES)}"
+                f"{', '.join(PREDICTION_TYPES)}"
             )
         if chunk_size is not None and int(chunk_size) < 1:
             raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}")
@@ -329,7 +241,7 @@ class DiffusionPrior(nn.Module):
         """Same as :meth:`predict`."""
         return self.predict(x_t, t)
 
-    # ---- loading ---------------------------------------------------------------------------------
+    # ---- loading (the folder layouts live in loading.py) -----------------------------------------
 
     @classmethod
     def from_pretrained(
@@ -348,149 +260,31 @@ class DiffusionPrior(nn.Module):
     ) -> "DiffusionPrior":
         r"""Load a pixel-space diffusers model from a local folder or a Hugging Face Hub repo id.
 
-        Accepted layouts (under ``path_or_repo_id/subfolder``):
-
-        - a DDPMPipeline folder: ``unet/config.json`` + ``unet/*.safetensors`` and
-          ``scheduler/scheduler_config.json`` (as google/ddpm-celebahq-256);
-        - a bare ``UNet2DModel`` folder (``config.json`` + weights) with ``scheduler_config.json``
-          beside it (the flat layout of Google's DDPM repos) or an explicit ``schedule`` (a scheduler
-          config dict, a diffusers scheduler, ``{"betas": ...}`` or ``alphas_cumprod``).
+        Accepted layouts (under ``path_or_repo_id/subfolder``; see
+        :func:`~nested_inverse.priors.loading.load_unet`): a DDPMPipeline folder (``unet/`` +
+        ``scheduler/``), a bare ``UNet2DModel`` folder with ``scheduler_config.json`` beside it
+        (Google's flat layout) or an explicit ``schedule``, or a Hub repo id.
 
         A given ``schedule`` overrides the folder's scheduler. Weights are read from safetensors;
         pickled ``.bin`` checkpoints can run arbitrary code when loaded and are refused unless
         ``allow_pickle=True``. Other keyword arguments (e.g. ``variant="fp16"``) go to
-        ``UNet2DModel.from_pretrained``. A repo id (``owner/name``) that is not a local folder is
-        handed to diffusers, which downloads it when online.
+        ``UNet2DModel.from_pretrained``.
 
         Args:
             torch_dtype: the dtype the network runs in (float32, float16 or bfloat16).
             device: where the network runs; default CPU.
+            prediction_type, clip_x0, chunk_size: as for :class:`DiffusionPrior`.
+
+        >>> from nested_inverse.paths import default_prior_dir
+        >>> DiffusionPrior.from_pretrained(default_prior_dir(), chunk_size=4).chunk_size
+        4
         """
-        from diffusers import UNet2DModel
+        from .loading import load_unet
 
-        given = os.fspath(path_or_repo_id)
-        root = Path(given).expanduser()
-        if subfolder:
-            root = root / subfolder
-        if not root.exists():
-            if _looks_local(given, path_or_repo_id):
-                raise FileNotFoundError(
-                    f"`path_or_repo_id`={given!r}{_sub(subfolder)}: no such folder; expected a "
-                    "DDPMPipeline folder (unet/ + scheduler/), a bare UNet2DModel folder, or a Hub "
-                    "repo id 'owner/name'"
-                )
-            return cls._from_hub(
-                given, subfolder, torch_dtype, device, schedule, allow_pickle,
-                prediction_type=prediction_type, clip_x0=clip_x0, chunk_size=chunk_size, **kwargs,
-            )
-        if not root.is_dir():
-            raise ValueError(f"`path_or_repo_id`={given!r}{_sub(subfolder)} is a file; expected a folder")
-
-        if (root / "unet" / "config.json").is_file():
-            unet_dir, sched_dir = root / "unet", root / "scheduler"
-        elif (root / "config.json").is_file():
-            unet_dir = root
-            # A flat folder (as Google's DDPM repos) keeps scheduler_config.json beside config.json;
-            # `subfolder="unet"` of a pipeline has its scheduler in the sibling folder.
-            sched_dir = root if (root / "scheduler_config.json").is_file() else root.parent / "scheduler"
-        else:
-            raise ValueError(
-                f"`path_or_repo_id`={given!r}{_sub(subfolder)} has no UNet config: expected "
-                f"{root / 'unet' / 'config.json'} (DDPMPipeline layout) or {root / 'config.json'} "
-                "(a bare UNet2DModel folder)"
-            )
-        config = json.loads((unet_dir / "config.json").read_text())
-        cls_name = config.get("_class_name", "UNet2DModel")
-        if cls_name != "UNet2DModel" or "block_out_channels" not in config:
-            raise ValueError(
-                f"{unet_dir / 'config.json'} describes a {cls_name!r}; only pixel-space diffusers "
-                "`UNet2DModel`s are supported"
-            )
-
-        variant = kwargs.get("variant")
-        safetensors = sorted(unet_dir.glob("*.safetensors"))
-        pickles = sorted(unet_dir.glob("*.bin"))
-        if variant is not None:
-            safetensors = [p for p in safetensors if f".{variant}." in p.name]
-            pickles = [p for p in pickles if f".{variant}." in p.name]
-        if safetensors:
-            use_safetensors = True
-        elif pickles:
-            if not allow_pickle:
-                raise ValueError(
-                    f"{unet_dir} holds only a pickled checkpoint ({pickles[0].name}); loading pickles "
-                    "can run arbitrary code. Pass `allow_pickle=True` if you trust the source (or "
-                    "convert it to safetensors with `UNet2DModel.from_pretrained(...)."
-                    "save_pretrained(...)`)"
-                )
-            use_safetensors = False
-        else:
-            raise FileNotFoundError(
-                f"{unet_dir} has a config.json but no weights: expected {_WEIGHT_NAMES[0]} "
-                f"(or a pickled {_WEIGHT_NAMES[1]} with `allow_pickle=True`)"
-            )
-
-        if schedule is None:
-            sched_file = sched_dir / "scheduler_config.json"
-            if not sched_file.is_file():
-                raise ValueError(
-                    f"`path_or_repo_id`={given!r}{_sub(subfolder)}: no noise schedule: expected "
-                    f"{sched_file} or an explicit `schedule=` (a scheduler config dict, a diffusers "
-                    "scheduler, {'betas': ...} or alphas_cumprod)"
-                )
-            schedule = json.loads(sched_file.read_text())
-
-        unet = UNet2DModel.from_pretrained(
-            str(unet_dir), torch_dtype=torch_dtype, use_safetensors=use_safetensors, **kwargs
+        unet, schedule = load_unet(
+            path_or_repo_id, subfolder, torch_dtype, schedule, allow_pickle, **kwargs
         )
         prior = cls(unet, schedule, prediction_type=prediction_type, clip_x0=clip_x0, chunk_size=chunk_size)
-        return prior.to(device) if device is not None else prior
-
-    @classmethod
-    def _from_hub(
-        cls,
-        repo_id: str,
-        subfolder: str | None,
-        torch_dtype: torch.dtype,
-        device: str | torch.device | None,
-        schedule: Any,
-        allow_pickle: bool,
-        **kw: Any,
-    ) -> "DiffusionPrior":
-        from diffusers import DDPMScheduler, UNet2DModel
-
-        prior_kw = {k: kw.pop(k) for k in ("prediction_type", "clip_x0", "chunk_size")}
-        prefix = f"{subfolder}/" if subfolder else ""
-        use_safetensors = None if allow_pickle else True
-        try:
-            try:
-                unet = UNet2DModel.from_pretrained(
-                    repo_id, subfolder=prefix + "unet", torch_dtype=torch_dtype,
-                    use_safetensors=use_safetensors, **kw,
-                )
-                sched_sub: str | None = prefix + "scheduler"
-            except (OSError, EnvironmentError):
-                unet = UNet2DModel.from_pretrained(
-                    repo_id, subfolder=subfolder, torch_dtype=torch_dtype,
-                    use_safetensors=use_safetensors, **kw,
-                )
-                sched_sub = None
-            if schedule is None:
-                try:
-                    # Pipeline layout: scheduler/; flat layout: scheduler_config.json at the root.
-                    schedule = DDPMScheduler.load_config(repo_id, subfolder=sched_sub or subfolder)
-                except (OSError, EnvironmentError) as err:
-                    raise ValueError(
-                        f"Hub repo {repo_id!r} has no scheduler config; pass `schedule=` (a scheduler "
-                        f"config dict, a diffusers scheduler, {{'betas': ...}} or alphas_cumprod): {err}"
-                    ) from err
-        except (OSError, EnvironmentError) as err:
-            hint = "" if allow_pickle else " (pickled .bin weights need `allow_pickle=True`)"
-            raise FileNotFoundError(
-                f"`path_or_repo_id`={repo_id!r}{_sub(subfolder)} is neither a local folder nor a "
-                f"loadable Hub repo{hint}: {err}"
-            ) from err
-        prior = cls(unet, schedule, **prior_kw)
         return prior.to(device) if device is not None else prior
 
     @classmethod
@@ -506,48 +300,3 @@ class DiffusionPrior(nn.Module):
         convolutional, so it runs on any image size.
         """
         return cls.from_pretrained(default_prior_dir(), torch_dtype=torch_dtype, device=device, **kwargs)
-
-
-def _sub(subfolder: str | None) -> str:
-    return f" (subfolder={subfolder!r})" if subfolder else ""
-
-
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-
-
-def _looks_local(given: str, original: Any) -> bool:
-    """Whether a missing ``path_or_repo_id`` must be a local path (so the Hub is not asked)."""
-    if isinstance(original, os.PathLike):
-        return True
-    if given.startswith((".", "/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", given):
-        return True
-    if not _REPO_ID.match(given):
-        return True
-    # "data/x" where "data" exists: a partially existing local path.
-    return Path(given.split("/", 1)[0]).exists()
-
-
-def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any) -> Prior:
-    """The prior a caller means: None or ``"default"`` → the bundled default; a ready prior (any
-    object with ``alphas_cumprod`` and ``predict``) → itself; a path or Hub repo id →
-    :meth:`DiffusionPrior.from_pretrained` with ``kwargs``.
-
-    With a ready prior, ``device`` and ``torch_dtype`` are ignored (it is used as it is); any other
-    keyword is an error.
-
-    >>> load_prior(None).num_timesteps
-    1000
-    """
-    if spec is None or (isinstance(spec, str) and spec == "default"):
-        return DiffusionPrior.default(**kwargs)
-    if isinstance(spec, (str, os.PathLike)):
-        return DiffusionPrior.from_pretrained(spec, **kwargs)
-    if hasattr(spec, "alphas_cumprod") and callable(getattr(spec, "predict", None)):
-        extra = sorted(k for k in kwargs if k not in ("device", "torch_dtype"))
-        if extra:
-            raise ValueError(f"loading options {extra} cannot apply to a ready prior ({type(spec).__name__})")
-        return spec
-    raise ValueError(
-        f"`prior`={spec!r} is not understood; accepted: None or 'default' (the bundled prior), a "
-        "path or Hub repo id of a diffusers model, or an object with `alphas_cumprod` and `predict`"
-    )

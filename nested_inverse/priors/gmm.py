@@ -11,15 +11,9 @@ from torch import Tensor
 from operators import LinearOperator
 from operators.random import Generators
 
-__all__ = ["GaussianMixturePrior", "ddpm_alphas_cumprod"]
+from .schedule import linear_alphas_cumprod
 
-
-def ddpm_alphas_cumprod(
-    num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-) -> Tensor:
-    r"""``ᾱ_t = ∏_{s≤t} (1 − β_s)`` for the linear DDPM schedule (Ho et al., 2020), float64 ``[T]``."""
-    betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
+__all__ = ["GaussianMixturePrior"]
 
 
 def _psd_sqrt(cov: Tensor) -> Tensor:
@@ -47,7 +41,7 @@ class GaussianMixturePrior:
         means: ``[K, d]`` with ``d = prod(event_shape)``.
         covs: ``[K, d, d]``, symmetric positive definite.
         event_shape: shape of one sample, e.g. ``(1, 4, 4)`` so image operators apply unchanged.
-        alphas_cumprod: ``ᾱ_t`` ``[T]``; defaults to the linear DDPM schedule with T = 1000.
+        alphas_cumprod: ``ᾱ_t`` ``[T]``; default :func:`~.schedule.linear_alphas_cumprod` (T = 1000).
 
     Example:
         >>> import torch
@@ -86,7 +80,7 @@ class GaussianMixturePrior:
         self.covs = 0.5 * (covs + covs.transpose(-1, -2))
         self.dim = d
         if alphas_cumprod is None:
-            alphas_cumprod = ddpm_alphas_cumprod()
+            alphas_cumprod = linear_alphas_cumprod()
         self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
 
     # ----------------------------------------------------------------------------------- sampling
@@ -186,14 +180,16 @@ class GaussianMixturePrior:
         cond = self._condition_on_y(op, y, sigma_y, x_t, t)
         if x_t is None:
             if cond.logw.shape[0] != 1:
-                raise ValueError("without `x_t`, `y` must hold one observation (batch 1)")
+                raise ValueError(f"without `x_t`, `y` must hold one observation (batch 1), got batch "
+                                 f"{cond.logw.shape[0]}; pass `x_t` and `t` for one sample per item")
             count = 1 if n is None else n
             cond = _ConditionedMixture(cond.logw.expand(count, -1),
                                        cond.means.expand(count, -1, -1), cond.covs, self.event_shape)
         return cond.sample(generator)
 
     # ---------------------------------------------------------------------------------- helpers
-    def _condition_on_y(self, op, y, sigma_y, x_t, t) -> "_ConditionedMixture":
+    def _condition_on_y(self, op: LinearOperator | None, y: Tensor | None, sigma_y: float,
+                        x_t: Tensor | None, t: int | Tensor | None) -> "_ConditionedMixture":
         if sigma_y < 0:
             raise ValueError(f"`sigma_y` must be >= 0, got {sigma_y}")
         rows: list[Tensor] = []
@@ -211,10 +207,11 @@ class GaussianMixturePrior:
             variances.append(torch.full((int(keep.sum()),), (2 * sigma_y) ** 2, dtype=torch.float64))
         if x_t is not None:
             if t is None:
-                raise ValueError("`t` is required with `x_t`")
+                raise ValueError("`t`=None: a timestep is required with `x_t`")
             a = self._alpha(t, batch)
             if not torch.all(a == a[0]):
-                raise ValueError("`posterior_sample` needs one timestep `t` for the whole batch")
+                raise ValueError(f"`posterior_sample` needs one timestep `t` for the whole batch, got "
+                                 f"{torch.as_tensor(t).reshape(-1).tolist()}")
             a = a[0]
             rows.append(a.sqrt() * torch.eye(self.dim, dtype=torch.float64))
             values.append(x_t.reshape(batch, -1).to(torch.float64))
@@ -258,7 +255,8 @@ def _sample(logw: Tensor, means: Tensor, sqrt_cov: Tensor, generator: Generators
     else:
         gens = list(generator)
         if len(gens) != b:
-            raise ValueError(f"`generator` has {len(gens)} entries for a batch of {b}")
+            raise ValueError(f"`generator` has {len(gens)} entries for a batch of {b}; accepted: None, "
+                             "one torch.Generator, or one per item")
         u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens])
         z = torch.cat([torch.randn(1, d, generator=g, dtype=torch.float64) for g in gens])
     # Inverse-CDF component choice keeps one uniform per item, whatever K is.

@@ -24,14 +24,19 @@ import datetime as _dt
 import json
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .patches import PatchSampler, load_training_images
+from .schedule import linear_alphas_cumprod
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DModel
 
 __all__ = ["train_prior"]
 
@@ -41,115 +46,8 @@ _ARCH_KEYS = ("patch_size", "channels", "block_out_channels", "layers_per_block"
               "num_train_timesteps", "beta_start", "beta_end")
 
 
-# --------------------------------------------------------------------------------------------------
-# Data: random patches of a folder of images
-# --------------------------------------------------------------------------------------------------
-
-
-def _find_images(folder: Path) -> list[Path]:
-    from PIL import Image
-
-    exts = {e.lower() for e in Image.registered_extensions()}
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def _load_images(folder: Path, patch_size: int) -> tuple[list[Tensor], list[Path], bool]:
-    """The readable images of ``folder`` (recursive) as uint8 ``[C, H, W]``, C = 1 or 3."""
-    from ..imageio import load_image
-
-    files = _find_images(folder)
-    images, used, colour, too_small = [], [], False, []
-    for path in files:
-        try:
-            x = load_image(path, mode=None)[0]
-        except (ValueError, OSError) as err:
-            warnings.warn(f"skipping unreadable image {path}: {err}", stacklevel=3)
-            continue
-        if min(x.shape[-2:]) < patch_size:
-            too_small.append(f"{path.name} ({x.shape[-2]}×{x.shape[-1]})")
-            continue
-        colour |= x.shape[0] == 3 and not bool((x[0] == x[1]).all() and (x[1] == x[2]).all())
-        images.append((x * 255).round().to(torch.uint8))
-        used.append(path)
-    if not images:
-        if too_small:
-            raise ValueError(
-                f"`patch_size`={patch_size} is larger than every image in {folder} "
-                f"({', '.join(too_small[:5])}{' …' if len(too_small) > 5 else ''}); use a smaller "
-                "--patch-size"
-            )
-        raise ValueError(
-            f"`images_dir`={str(folder)!r} holds no readable images (searched recursively for "
-            f"{len(files)} image files with Pillow-readable extensions: .png, .jpg, .tif, …)"
-        )
-    if too_small:
-        warnings.warn(
-            f"skipping {len(too_small)} images smaller than `patch_size`={patch_size}: "
-            f"{', '.join(too_small[:5])}{' …' if len(too_small) > 5 else ''}",
-            stacklevel=3,
-        )
-    return images, used, colour
-
-
-class _PatchSampler:
-    """Random ``[B, C, p, p]`` patches in [0, 1]: image uniformly, scale uniformly among those that
-    fit (a crop of side ``round(p/scale)`` resized to ``p``), then random flips, 90° rotations,
-    optional channel permutation and occasional grayscale."""
-
-    def __init__(self, images: list[Tensor], patch_size: int, channels: int, scales: Sequence[float],
-                 channel_permute: bool, grayscale_prob: float) -> None:
-        self.images = [im if im.shape[0] == channels else
-                       (im.expand(3, -1, -1) if channels == 3 else _luma(im.float()).round().to(torch.uint8))
-                       for im in images]
-        self.p = patch_size
-        self.channels = channels
-        self.sides = sorted({max(patch_size, round(patch_size / s)) for s in scales})
-        self.channel_permute = channel_permute and channels == 3
-        self.grayscale_prob = grayscale_prob if channels == 3 else 0.0
-
-    def __call__(self, batch: int, g: torch.Generator) -> Tensor:
-        p = self.p
-        by_side: dict[int, list[Tensor]] = {}
-        for _ in range(batch):
-            im = self.images[int(torch.randint(len(self.images), (), generator=g))]
-            H, W = im.shape[-2:]
-            fits = [k for k in self.sides if k <= min(H, W)]
-            k = fits[int(torch.randint(len(fits), (), generator=g))]
-            top = int(torch.randint(H - k + 1, (), generator=g))
-            left = int(torch.randint(W - k + 1, (), generator=g))
-            by_side.setdefault(k, []).append(im[:, top : top + k, left : left + k])
-        parts = []
-        for k, crops in by_side.items():
-            x = torch.stack(crops).float() / 255
-            if k != p:
-                x = F.interpolate(x, size=(p, p), mode="bilinear", antialias=True, align_corners=False)
-            parts.append(x)
-        x = torch.cat(parts)[torch.randperm(batch, generator=g)]
-        out = []
-        for xi in x:
-            if bool(torch.rand((), generator=g) < 0.5):
-                xi = xi.flip(-1)
-            xi = torch.rot90(xi, int(torch.randint(4, (), generator=g)), dims=(-2, -1))
-            if self.channel_permute:
-                xi = xi[torch.randperm(3, generator=g)]
-            if self.grayscale_prob and bool(torch.rand((), generator=g) < self.grayscale_prob):
-                xi = _luma(xi[None])[0].expand(3, -1, -1)
-            out.append(xi)
-        return torch.stack(out).clamp(0, 1)
-
-
-def _luma(x: Tensor) -> Tensor:
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(-3, keepdim=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------------
-
-
 def _groups(channels: Sequence[int]) -> int:
+    """The largest GroupNorm group count of 32, 16, … 1 that divides every width."""
     for g in (32, 16, 8, 4, 2, 1):
         if all(c % g == 0 for c in channels):
             return g
@@ -271,7 +169,7 @@ def train_prior(
         raise ValueError(f"`mixed_precision`={mixed_precision!r}; accepted: 'auto', 'no', 'bf16', 'fp16'")
 
     # ---- data and network -------------------------------------------------------------------------
-    images, used, colour = _load_images(folder, patch_size)
+    images, used, colour = load_training_images(folder, patch_size)
     init_unet = None
     if init_from is not None:
         from .diffusers import DiffusionPrior
@@ -295,7 +193,7 @@ def train_prior(
         grayscale_prob=grayscale_prob, seed=seed, mixed_precision=mp,
         init_from=None if init_from is None else str(init_from),
     )
-    sampler = _PatchSampler(images, patch_size, channels, scales, channel_permute, grayscale_prob)
+    sampler = PatchSampler(images, patch_size, channels, scales, channel_permute, grayscale_prob)
     n = len(block_out_channels)
     model = UNet2DModel(
         sample_size=patch_size, in_channels=channels, out_channels=channels,
@@ -312,8 +210,7 @@ def train_prior(
         num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
         beta_schedule="linear", prediction_type="epsilon", clip_sample=True,
     )
-    betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
-    abar = torch.cumprod(1 - betas, 0).float().to(dev)
+    abar = linear_alphas_cumprod(num_train_timesteps, beta_start, beta_end).float().to(dev)
     g = torch.Generator().manual_seed(seed)
     scaler = torch.amp.GradScaler(dev.type, enabled=(mp == "fp16"))
     step, trained_s, smooth = 0, 0.0, None
@@ -398,13 +295,17 @@ def train_prior(
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
+    # Through a temporary file and os.replace, so a crash mid-write never leaves a torn checkpoint.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-def _save_checkpoint(path: Path, model, ema, opt, scaler, g, step, trained_s, smooth, recipe) -> None:
+def _save_checkpoint(path: Path, model: "UNet2DModel", ema: dict[str, Tensor], opt: torch.optim.Optimizer,
+                     scaler: torch.amp.GradScaler, g: torch.Generator, step: int, trained_s: float,
+                     smooth: float | None, recipe: dict[str, Any]) -> None:
+    """Write ``state.pt`` atomically: model, EMA, optimizer, scaler, RNG, step, time, loss, recipe."""
     _atomic_torch_save(
         {
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -421,8 +322,9 @@ def _save_checkpoint(path: Path, model, ema, opt, scaler, g, step, trained_s, sm
     )
 
 
-def _export(out: Path, model, ema, scheduler, save_dtype, recipe, step, trained_s, smooth, used,
-            folder, dev) -> None:
+def _export(out: Path, model: "UNet2DModel", ema: dict[str, Tensor], scheduler: "DDPMScheduler",
+            save_dtype: torch.dtype, recipe: dict[str, Any], step: int, trained_s: float,
+            smooth: float | None, used: list[Path], folder: Path, dev: torch.device) -> None:
     """Write the DDPMPipeline folder with the EMA weights, and the README."""
     from diffusers import UNet2DModel
 

@@ -1,0 +1,253 @@
+r"""Finding a diffusers UNet and its noise schedule on disk or on the Hub, and :func:`load_prior`.
+
+:func:`load_unet` resolves ``path_or_repo_id/subfolder`` into a ``(UNet2DModel, schedule)`` pair;
+:meth:`DiffusionPrior.from_pretrained <nested_inverse.DiffusionPrior.from_pretrained>` wraps the
+pair. Accepted layouts:
+
+- a DDPMPipeline folder: ``unet/config.json`` + ``unet/*.safetensors`` and
+  ``scheduler/scheduler_config.json`` (as google/ddpm-celebahq-256, and the bundled prior);
+- a bare ``UNet2DModel`` folder (``config.json`` + weights) with ``scheduler_config.json`` beside
+  it (the flat layout of Google's DDPM repos), in a sibling ``scheduler/`` (``subfolder="unet"``
+  of a pipeline), or an explicit ``schedule``;
+- a Hub repo id ``owner/name`` that is not a local folder, handed to diffusers (which downloads it
+  when online).
+
+Weights are read from safetensors; pickled ``.bin`` checkpoints can run arbitrary code when loaded
+and are refused unless ``allow_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..paths import default_prior_dir
+from .protocol import Prior
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
+
+    from .diffusers import DiffusionPrior
+
+__all__ = ["default_prior", "load_prior", "load_unet"]
+
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+_SCHEDULE_HINT = "a scheduler config dict, a diffusers scheduler, {'betas': ...} or alphas_cumprod"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def load_unet(
+    path_or_repo_id: str | os.PathLike[str],
+    subfolder: str | None = None,
+    torch_dtype: torch.dtype = torch.float32,
+    schedule: Any = None,
+    allow_pickle: bool = False,
+    **kwargs: Any,
+) -> tuple["UNet2DModel", Any]:
+    r"""The ``UNet2DModel`` under ``path_or_repo_id/subfolder`` and its noise schedule.
+
+    A given ``schedule`` overrides the folder's scheduler config. Other keyword arguments (e.g.
+    ``variant="fp16"``) go to ``UNet2DModel.from_pretrained``. The layouts are listed in this
+    module's docstring.
+
+    Returns:
+        ``(unet, schedule)``: the network in ``torch_dtype`` on the CPU, and ``schedule`` or the
+        folder's scheduler config (a dict), for :func:`~.schedule.alphas_cumprod_from_schedule`.
+
+    Raises:
+        FileNotFoundError: no such local folder (or unreachable Hub repo), or a config without weights.
+        ValueError: no UNet config, not a ``UNet2DModel``, only pickled weights without
+            ``allow_pickle``, or no schedule anywhere.
+
+    >>> unet, schedule = load_unet(default_prior_dir())
+    >>> unet.config["in_channels"], schedule["beta_schedule"]
+    (3, 'linear')
+    """
+    from diffusers import UNet2DModel
+
+    given = os.fspath(path_or_repo_id)
+    root = Path(given).expanduser()
+    if subfolder:
+        root = root / subfolder
+    if not root.exists():
+        if _looks_local(given, path_or_repo_id):
+            raise FileNotFoundError(
+                f"`path_or_repo_id`={given!r}{_sub(subfolder)}: no such folder; expected a "
+                "DDPMPipeline folder (unet/ + scheduler/), a bare UNet2DModel folder, or a Hub "
+                "repo id 'owner/name'"
+            )
+        return _load_unet_from_hub(given, subfolder, torch_dtype, schedule, allow_pickle, **kwargs)
+    if not root.is_dir():
+        raise ValueError(f"`path_or_repo_id`={given!r}{_sub(subfolder)} is a file; expected a folder")
+
+    if (root / "unet" / "config.json").is_file():
+        unet_dir, sched_dir = root / "unet", root / "scheduler"
+    elif (root / "config.json").is_file():
+        unet_dir = root
+        sched_dir = root if (root / "scheduler_config.json").is_file() else root.parent / "scheduler"
+    else:
+        raise ValueError(
+            f"`path_or_repo_id`={given!r}{_sub(subfolder)} has no UNet config: expected "
+            f"{root / 'unet' / 'config.json'} (DDPMPipeline layout) or {root / 'config.json'} "
+            "(a bare UNet2DModel folder)"
+        )
+    config = json.loads((unet_dir / "config.json").read_text())
+    cls_name = config.get("_class_name", "UNet2DModel")
+    if cls_name != "UNet2DModel" or "block_out_channels" not in config:
+        raise ValueError(
+            f"{unet_dir / 'config.json'} describes a {cls_name!r}; only pixel-space diffusers "
+            "`UNet2DModel`s are supported"
+        )
+    use_safetensors = _use_safetensors(unet_dir, kwargs.get("variant"), allow_pickle)
+
+    if schedule is None:
+        sched_file = sched_dir / "scheduler_config.json"
+        if not sched_file.is_file():
+            raise ValueError(
+                f"`path_or_repo_id`={given!r}{_sub(subfolder)}: no noise schedule: expected "
+                f"{sched_file} or an explicit `schedule=` ({_SCHEDULE_HINT})"
+            )
+        schedule = json.loads(sched_file.read_text())
+
+    unet = UNet2DModel.from_pretrained(
+        str(unet_dir), torch_dtype=torch_dtype, use_safetensors=use_safetensors, **kwargs
+    )
+    return unet, schedule
+
+
+def _use_safetensors(unet_dir: Path, variant: str | None, allow_pickle: bool) -> bool:
+    """True for safetensors weights in ``unet_dir``, False for pickled ones (only with ``allow_pickle``)."""
+    safetensors = sorted(unet_dir.glob("*.safetensors"))
+    pickles = sorted(unet_dir.glob("*.bin"))
+    if variant is not None:
+        safetensors = [p for p in safetensors if f".{variant}." in p.name]
+        pickles = [p for p in pickles if f".{variant}." in p.name]
+    if safetensors:
+        return True
+    if pickles:
+        if not allow_pickle:
+            raise ValueError(
+                f"{unet_dir} holds only a pickled checkpoint ({pickles[0].name}); loading pickles "
+                "can run arbitrary code. Pass `allow_pickle=True` if you trust the source (or "
+                "convert it to safetensors with `UNet2DModel.from_pretrained(...)."
+                "save_pretrained(...)`)"
+            )
+        return False
+    raise FileNotFoundError(
+        f"{unet_dir} has a config.json but no weights: expected {WEIGHT_NAMES[0]} "
+        f"(or a pickled {WEIGHT_NAMES[1]} with `allow_pickle=True`)"
+    )
+
+
+def _load_unet_from_hub(
+    repo_id: str,
+    subfolder: str | None,
+    torch_dtype: torch.dtype,
+    schedule: Any,
+    allow_pickle: bool,
+    **kwargs: Any,
+) -> tuple["UNet2DModel", Any]:
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    prefix = f"{subfolder}/" if subfolder else ""
+    # None lets diffusers fall back to .bin; True makes it refuse pickles outright.
+    use_safetensors = None if allow_pickle else True
+    try:
+        try:
+            unet = UNet2DModel.from_pretrained(
+                repo_id, subfolder=prefix + "unet", torch_dtype=torch_dtype,
+                use_safetensors=use_safetensors, **kwargs,
+            )
+            sched_sub: str | None = prefix + "scheduler"
+        except (OSError, EnvironmentError):
+            unet = UNet2DModel.from_pretrained(
+                repo_id, subfolder=subfolder, torch_dtype=torch_dtype,
+                use_safetensors=use_safetensors, **kwargs,
+            )
+            sched_sub = None
+        if schedule is None:
+            try:
+                schedule = DDPMScheduler.load_config(repo_id, subfolder=sched_sub or subfolder)
+            except (OSError, EnvironmentError) as err:
+                raise ValueError(
+                    f"Hub repo {repo_id!r} has no scheduler config; pass `schedule=` "
+                    f"({_SCHEDULE_HINT}): {err}"
+                ) from err
+    except (OSError, EnvironmentError) as err:
+        hint = "" if allow_pickle else " (pickled .bin weights need `allow_pickle=True`)"
+        raise FileNotFoundError(
+            f"`path_or_repo_id`={repo_id!r}{_sub(subfolder)} is neither a local folder nor a "
+            f"loadable Hub repo{hint}: {err}"
+        ) from err
+    return unet, schedule
+
+
+def _sub(subfolder: str | None) -> str:
+    return f" (subfolder={subfolder!r})" if subfolder else ""
+
+
+def _looks_local(given: str, original: Any) -> bool:
+    """Whether a missing ``path_or_repo_id`` must be a local path (so the Hub is not asked)."""
+    if isinstance(original, os.PathLike):
+        return True
+    if given.startswith((".", "/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", given):
+        return True
+    if not _REPO_ID.match(given):
+        return True
+    # "data/x" where "data" exists: a partially existing local path.
+    return Path(given.split("/", 1)[0]).exists()
+
+
+def default_prior(
+    torch_dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> "DiffusionPrior":
+    """The bundled default prior ``natural-patches-64`` (no download; see its README).
+
+    A 16.9 M-parameter texture prior for RGB images in [-1, 1], trained on 64×64 patches; fully
+    convolutional, so it runs on any image size. Same as :meth:`DiffusionPrior.default`.
+
+    >>> default_prior().in_channels
+    3
+    """
+    from .diffusers import DiffusionPrior
+
+    return DiffusionPrior.from_pretrained(default_prior_dir(), torch_dtype=torch_dtype, device=device,
+                                          **kwargs)
+
+
+def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any) -> Prior:
+    """The prior a caller means: None or ``"default"`` → the bundled default; a ready prior (any
+    object with ``alphas_cumprod`` and ``predict``) → itself; a path or Hub repo id →
+    :meth:`DiffusionPrior.from_pretrained` with ``kwargs``.
+
+    With a ready prior, ``device`` and ``torch_dtype`` are ignored (it is used as it is); any other
+    keyword is an error.
+
+    >>> load_prior(None).num_timesteps
+    1000
+    """
+    from .diffusers import DiffusionPrior
+
+    if spec is None or (isinstance(spec, str) and spec == "default"):
+        return DiffusionPrior.default(**kwargs)
+    if isinstance(spec, (str, os.PathLike)):
+        return DiffusionPrior.from_pretrained(spec, **kwargs)
+    if hasattr(spec, "alphas_cumprod") and callable(getattr(spec, "predict", None)):
+        extra = sorted(k for k in kwargs if k not in ("device", "torch_dtype"))
+        if extra:
+            raise ValueError(
+                f"loading options {extra} cannot apply to a ready prior ({type(spec).__name__}); "
+                "accepted with a ready prior: device, torch_dtype (both ignored)"
+            )
+        return spec
+    raise ValueError(
+        f"`spec`={spec!r} (the prior) is not understood; accepted: None or 'default' (the bundled prior), a "
+        "path or Hub repo id of a diffusers model, or an object with `alphas_cumprod` and `predict`"
+    )
