@@ -37,7 +37,10 @@ FLAGS = {
     "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
     "steps": "--steps", "vanilla": "--vanilla", "seed": "--seed", "samples": "--samples",
     "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
-    "out": "--out", "root": "DATASET_DIR", "device": "--device", "outer_eta": "--outer-eta",
+    "out": "--out", "root": "DATASET_DIR", "device": "--device",
+    # train-prior
+    "max_steps": "--steps", "max_time_s": "--time-budget", "resume": "--no-resume",
+    "patch_size": "--patch-size", "images_dir": "IMAGES_DIR",
 }
 
 

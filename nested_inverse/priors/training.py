@@ -132,7 +132,7 @@ def train_prior(
         raise FileNotFoundError(f"`images_dir`={str(images_dir)!r}: no such folder")
     out = Path(out)
     if max_steps is None and max_time_s is None:
-        raise ValueError("give a budget: `max_steps` (--steps) and/or `max_time_s` (--time-budget)")
+        raise ValueError("give a budget: `max_steps` and/or `max_time_s` (both None now)")
     if max_steps is not None and int(max_steps) < 0:
         raise ValueError(f"`max_steps`={max_steps} must be ≥ 0")
     if max_time_s is not None and not max_time_s > 0:
@@ -225,7 +225,7 @@ def train_prior(
             raise ValueError(
                 f"the checkpoint in {ckpt_path} was made with other settings "
                 f"({', '.join(f'{k}={old.get(k)} vs {recipe[k]}' for k in clash)}); pass the same "
-                "settings, another `out`, or `resume=False` (--no-resume) to start over"
+                "settings, another `out`, or start over without resuming (`resume`)"
             )
         model.load_state_dict(state["model"])
         ema = state["ema"]
