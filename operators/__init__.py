@@ -2,28 +2,36 @@
 
 Every operator subclasses :class:`LinearOperator`; see its docstring for the contract. Built-ins are
 listed by :func:`available` and built by :func:`make`; :func:`check` tests any operator.
+Internals (dense 1-D matrices, conjugate gradients, batched noise) stay in their modules:
+``operators.superres.bicubic_matrix``, ``operators.base.conjugate_gradient``,
+``operators.random.randn`` …
 """
 
-from .base import SVD, LinearOperator, conjugate_gradient
-from .blur import (Blur, CircularBlur, SeparableBlur, gaussian_kernel, motion_kernel,
-                   toeplitz_matrix, uniform_kernel)
-from .check import CheckReport, check
-from .colorization import Colorization
+# The contract, and building blocks for your own operators.
+from .base import SVD, LinearOperator
 from .compose import Compose
+from .matrix import MatrixOperator
+from .separable import Separable
+
+# Built-in degradations, and the masks and kernels they are made from.
+from .blur import Blur, gaussian_kernel, motion_kernel, uniform_kernel
+from .colorization import Colorization
 from .denoise import Identity
 from .inpainting import Inpainting, box_mask, freeform_mask, half_mask, random_mask
-from .matrix import MatrixOperator
+from .superres import BicubicDownsample, BoxDownsample
+
+# Observation noise, and an operator with its noise.
 from .noise import Degradation, GaussianNoise, PoissonNoise
-from .random import randn
+
+# By name, and checked.
+from .check import CheckReport, check
 from .registry import available, describe, make, register
-from .separable import Separable
-from .superres import BicubicDownsample, BoxDownsample, bicubic_matrix, box_matrix
 
 __all__ = [
-    "SVD", "BicubicDownsample", "Blur", "BoxDownsample", "CheckReport", "CircularBlur",
-    "Colorization", "Compose", "Degradation", "GaussianNoise", "Identity", "Inpainting",
-    "LinearOperator", "MatrixOperator", "PoissonNoise", "Separable", "SeparableBlur", "available",
-    "bicubic_matrix", "box_mask", "box_matrix", "check", "conjugate_gradient", "describe",
-    "freeform_mask", "gaussian_kernel", "half_mask", "make", "motion_kernel", "randn",
-    "random_mask", "register", "toeplitz_matrix", "uniform_kernel",
+    "SVD", "LinearOperator", "Compose", "MatrixOperator", "Separable",
+    "Blur", "gaussian_kernel", "motion_kernel", "uniform_kernel", "Colorization", "Identity",
+    "Inpainting", "box_mask", "freeform_mask", "half_mask", "random_mask", "BicubicDownsample",
+    "BoxDownsample",
+    "Degradation", "GaussianNoise", "PoissonNoise",
+    "CheckReport", "check", "available", "describe", "make", "register",
 ]

@@ -99,8 +99,12 @@ class LinearOperator(nn.Module, ABC):
 
     Args:
         image_shape: ``(C, H, W)`` of the images the operator was built for, or ``None`` for an
-            operator that accepts any size. The autograd adjoint needs an input shape: it uses
-            this, or else the shape of the last input the operator was called on.
+            operator that accepts any size. The autograd adjoint and SVDs need it (an operator's
+            behaviour depends only on its construction and its input, never on earlier calls).
+
+    Calling the operator, ``op(x)``, checks once that ``x`` is finite (``ValueError`` naming how
+    many values are NaN or inf); ``forward`` itself does not, so the solvers' inner loops and
+    compositions pay for one check per call at most.
 
     Example:
         >>> import torch, operators
@@ -172,17 +176,15 @@ class LinearOperator(nn.Module, ABC):
     def _input_shape(self, y: Tensor) -> tuple[int, ...]:
         if self.image_shape is not None:
             return (y.shape[0], *self.image_shape)
-        seen = getattr(self, "_last_input_shape", None)
-        if seen is not None:
-            return (y.shape[0], *seen)
         raise ValueError(
             f"{type(self).__name__} has no `image_shape`, so its autograd adjoint cannot know the "
             "input size: pass `image_shape=(C, H, W)` to the constructor or implement `adjoint`."
         )
 
-    def __call__(self, x: Tensor) -> Tensor:  # remember the input shape for the autograd adjoint
-        if isinstance(x, Tensor) and x.ndim == 4:
-            object.__setattr__(self, "_last_input_shape", tuple(x.shape[1:]))
+    def __call__(self, x: Tensor) -> Tensor:
+        if isinstance(x, Tensor) and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"`x` contains {int((~torch.isfinite(x)).sum())} NaN or inf values; "
+                             f"{type(self).__name__} accepts finite images [B, C, H, W]")
         return super().__call__(x)
 
     def __matmul__(self, other: LinearOperator) -> LinearOperator:

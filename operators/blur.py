@@ -8,6 +8,14 @@ Two boundaries, chosen by the kernel:
 - any other kernel (motion blur, a user's kernel): **circular** boundary, applied by FFT. The SVD is
   the real Fourier basis with singular values ``|k̂|``; the pseudo-inverse divides by ``k̂`` where
   ``|k̂| > rcond·max|k̂|`` and is zero elsewhere.
+
+The kernels are written here rather than taken from kornia (no longer a dependency, issue 10):
+``kornia.filters.get_gaussian_kernel1d`` equals :func:`gaussian_kernel` to the last bit in float64
+(measured for σ = 0.7, 1, 3), but importing kornia costs about 1.9 s, ten times this package;
+``get_motion_kernel2d`` draws a straight line, not the random camera-shake trajectory of
+:func:`motion_kernel`; and resizing for super-resolution needs the exact 1-D matrices whose SVD the
+solvers use, which a resize function does not expose. Conjugate gradients stay batched torch
+(``operators.base``), which scipy's CPU/numpy solvers are not, so scipy is not a dependency either.
 """
 
 from __future__ import annotations
@@ -379,7 +387,7 @@ class Blur(LinearOperator):
         return self._impl(t.shape[1:])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._for(x, "x")(x)
+        return self._for(x, "x").forward(x)
 
     def adjoint(self, y: Tensor) -> Tensor:
         return self._for(y, "y").adjoint(y)
@@ -388,11 +396,10 @@ class Blur(LinearOperator):
         return self._for(y, "y").pinv(y)
 
     def svd(self) -> SVD:
-        shape = self.image_shape or getattr(self, "_last_input_shape", None)
-        if shape is None:
-            raise ValueError("Blur without `image_shape` needs an input size for its SVD: pass "
-                             "`image_shape=(C, H, W)` or call the operator once")
-        return self._impl(shape).svd()
+        if self.image_shape is None:
+            raise ValueError("Blur without `image_shape` has no SVD (it depends on the image "
+                             "size): pass `image_shape=(C, H, W)`")
+        return self._impl(self.image_shape).svd()
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(int(v) for v in input_shape)

@@ -40,7 +40,7 @@ class Compose(LinearOperator):
         self.inner = inner
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.outer(self.inner(x))
+        return self.outer.forward(self.inner.forward(x))  # checked once, by the caller
 
     def adjoint(self, y: Tensor) -> Tensor:
         return self.inner.adjoint(self.outer.adjoint(y))

@@ -59,7 +59,6 @@ class Identity(LinearOperator):
         return tuple(int(s) for s in input_shape)
 
     def svd(self) -> SVD:
-        shape = self.image_shape or getattr(self, "_last_input_shape", None)
-        if shape is None:
+        if self.image_shape is None:
             raise ValueError("Identity needs `image_shape=(C, H, W)` for its SVD")
-        return _IdentitySVD(tuple(shape))
+        return _IdentitySVD(self.image_shape)

@@ -88,6 +88,8 @@ class Inpainting(LinearOperator):
             image_shape = (mask.shape[1], *mask.shape[-2:])
         super().__init__(image_shape)
         self.register_buffer("mask", mask)
+        self._svd: SVD | None = None
+        self._svd_for: Tensor | None = None  # the mask ``_svd`` was computed from
 
     def _check(self, x: Tensor, what: str) -> None:
         m = self.mask
@@ -117,21 +119,20 @@ class Inpainting(LinearOperator):
         return tuple(int(s) for s in input_shape)
 
     def svd(self) -> SVD:
-        shape = self.image_shape or getattr(self, "_last_input_shape", None)
-        if shape is None:
+        if self.image_shape is None:
             raise ValueError("Inpainting with a single-channel mask needs the channel count for its "
-                             "SVD: pass `image_shape=(C, H, W)` or call the operator once")
-        shape = tuple(shape)
-        cached = getattr(self, "_svd_cache", None)
-        if cached is not None and cached[0] == shape and cached[1] is self.mask:
-            return cached[2]  # solvers ask for the SVD every step; the sort is the costly part
+                             "SVD: pass `image_shape=(C, H, W)`")
+        shape = self.image_shape
+        # Solvers ask for the SVD every step and the sort is the costly part: it is kept, for the
+        # mask tensor it was made from (moving the operator replaces the mask, and so the SVD).
+        if self._svd_for is self.mask:
+            return self._svd
         full = self.mask.expand(-1, shape[0], -1, -1).flatten(1)
         # Stable sort puts observed entries first, each group in raster order.
         order = torch.sort((~full).to(torch.uint8), dim=1, stable=True).indices
         singulars = torch.gather(full, 1, order).to(torch.float64)
-        svd = _PermutationSVD(order, singulars, shape)
-        object.__setattr__(self, "_svd_cache", (shape, self.mask, svd))
-        return svd
+        self._svd, self._svd_for = _PermutationSVD(order, singulars, shape), self.mask
+        return self._svd
 
     def extra_repr(self) -> str:
         return f"mask={list(self.mask.shape)}, observed={self.mask.float().mean().item():.3f}"

@@ -20,7 +20,7 @@ class GaussianNoise(nn.Module):
 
     ``sigma`` is on the [0, 1] image scale (0.05 = 5 % of the range); on the library's [-1, 1]
     scale the standard deviation is ``2·sigma`` (:attr:`sigma_model`). Noise is drawn with
-    :func:`operators.randn`: one generator for the batch, or one per image so that an image's noise
+    :func:`operators.random.randn`: one generator for the batch, or one per image so that an image's noise
     does not depend on its batch.
 
     Example:

@@ -59,3 +59,20 @@ def test_autograd_adjoint_without_shape_asks_for_one(matrix):
 def test_matrix_operator_rejects_mismatched_shape(matrix):
     with pytest.raises(ValueError, match="columns"):
         operators.MatrixOperator(matrix, (1, 4, 5))
+
+
+@pytest.mark.parametrize("name", ["sr2", "inpaint-box", "blur-gauss", "colorize", "denoise"])
+def test_nan_or_inf_input_is_a_clear_error(name):
+    op = operators.make(name, image_shape=(3, 8, 8))
+    x = torch.zeros(1, 3, 8, 8)
+    x[0, 0, 0, 0], x[0, 1, 2, 3] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match=rf"`x` contains 2 NaN or inf values; \w+ accepts finite"):
+        op(x)
+    assert torch.isfinite(op(torch.zeros(1, 3, 8, 8))).all()
+
+
+def test_composition_checks_its_input_once():
+    inner = operators.make("blur-gauss", image_shape=(3, 8, 8))
+    op = operators.make("sr2", image_shape=(3, 8, 8)) @ inner
+    with pytest.raises(ValueError, match="Compose accepts finite"):
+        op(torch.full((1, 3, 8, 8), float("nan")))

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import operators
 from operators import registry
+from operators.superres import bicubic_matrix
 
 SHAPE = (3, 24, 40)
 
@@ -21,7 +22,7 @@ def _x(batch=2, shape=SHAPE, seed=0, dtype=torch.float64):
 
 def test_bicubic_weights_match_imresize_half():
     # MATLAB imresize(·, 0.5, 'bicubic') interior weights: Keys a = −0.5 at ±0.25, ±0.75, ±1.25, ±1.75.
-    row = operators.bicubic_matrix(32, 2)[8]
+    row = bicubic_matrix(32, 2)[8]
     expected = torch.tensor([-0.01171875, -0.03515625, 0.11328125, 0.43359375,
                              0.43359375, 0.11328125, -0.03515625, -0.01171875], dtype=torch.float64)
     torch.testing.assert_close(row[13:21], expected)
@@ -30,7 +31,7 @@ def test_bicubic_weights_match_imresize_half():
 
 @pytest.mark.parametrize("factor", [2, 4, 8])
 def test_bicubic_preserves_constants_and_reflects(factor):
-    m = operators.bicubic_matrix(16, factor)
+    m = bicubic_matrix(16, factor)
     torch.testing.assert_close(m.sum(1), torch.ones(16 // factor, dtype=torch.float64))
     # Symmetric boundary: flipping the input flips the output.
     torch.testing.assert_close(m.flip(0).flip(1), m)
@@ -79,7 +80,10 @@ def test_blur_without_image_shape_follows_input_size():
     small, large = _x(shape=(1, 8, 12)), _x(shape=(3, 16, 10))
     torch.testing.assert_close(op(small), operators.Blur(k, (1, 8, 12))(small))
     torch.testing.assert_close(op.pinv(op(large)), operators.Blur(k, (3, 16, 10)).pinv(op(large)))
-    assert op.svd().singulars.shape == (1, 3 * 16 * 10)  # the last input's size
+    # No hidden call history (issue 10): the SVD depends on the size, so it asks for it.
+    with pytest.raises(ValueError, match=r"pass `image_shape=\(C, H, W\)`"):
+        op.svd()
+    assert operators.Blur(k, (3, 16, 10)).svd().singulars.shape == (1, 3 * 16 * 10)
     with pytest.raises(ValueError, match=r"does not fit this Blur, built for \[B, 3, 24, 40\]"):
         operators.Blur(k, SHAPE)(small)
 
@@ -130,10 +134,13 @@ def test_user_mask_shapes_and_per_image_singulars():
     assert operators.check(op, SHAPE).ok
     with pytest.raises(ValueError, match="does not fit"):
         op(_x(batch=3))
-    # A [H, W] mask needs no image shape for forward, and learns the channels from its input.
+    # A [H, W] mask needs no image shape for forward; its SVD needs the channel count, which it
+    # asks for rather than remembering it from earlier calls (issue 10).
     shared = operators.Inpainting(masks[0, 0])
     torch.testing.assert_close(shared(x), x * masks[0])
-    assert shared.svd().singulars.shape == (1, 3 * 24 * 40)
+    with pytest.raises(ValueError, match=r"pass `image_shape=\(C, H, W\)`"):
+        shared.svd()
+    assert operators.Inpainting(masks[0, 0], SHAPE).svd().singulars.shape == (1, 3 * 24 * 40)
 
 
 def test_per_image_generators_give_per_image_masks():

@@ -253,13 +253,21 @@ class InverseSolver(Solver):
         """Observation noise std in the model range [-1, 1]: ``2·sigma_y``."""
         return 2.0 * self.sigma_y
 
+    def A(self, x: Tensor) -> Tensor:
+        """``A x`` inside the solver loop: ``operator.forward``, without the finiteness check of
+        ``operator(x)`` (the observation was checked once; a prior that diverges must reach the
+        result check, and a GPU should not wait on a check every step)."""
+        if isinstance(self.operator, LinearOperator):
+            return self.operator.forward(x)
+        return self.operator(x)
+
     def project(self, x: Tensor) -> Tensor:
         """For noiseless linear problems ``x − A†(A x − y)``, the nearest image with ``A x = y``;
         ``x`` itself otherwise."""
         if self.sigma_y > 0 or not isinstance(self.operator, LinearOperator):
             return x
         with torch.no_grad():
-            return x - self.operator.pinv(self.operator(x) - self.y)
+            return x - self.operator.pinv(self.A(x) - self.y)
 
 
 def _check_timesteps(timesteps: Sequence[int], T: int) -> list[int]:

@@ -100,7 +100,7 @@ class DPS(InverseSolver):
 
     def misfit(self, x0: Tensor) -> Tensor:
         """``‖y − A(x̂0)‖`` per image ``[B]`` (weighted by Λ for the Poisson likelihood)."""
-        r = (self.y - self.operator(x0)).flatten(1)
+        r = (self.y - self.A(x0)).flatten(1)
         if self.weights is not None:
             r = r * self.weights.flatten(1).sqrt()
         return r.norm(dim=1)

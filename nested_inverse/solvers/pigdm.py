@@ -88,7 +88,7 @@ class PiGDM(InverseSolver):
 
     def pseudoinverse_residual(self, x0: Tensor, t: int) -> Tensor:
         r"""``h = Aᵀ(AAᵀ + σ_y²/r_t²·I)⁻¹(y − A x̂0)``, ``A†(y − A x̂0)`` when ``σ_y = 0``."""
-        resid = self.y - self.operator(x0)
+        resid = self.y - self.A(x0)
         if self.sigma == 0:
             return self.operator.pinv(resid)
         lam = self.sigma**2 / (1 - self.alpha(t))
@@ -96,7 +96,7 @@ class PiGDM(InverseSolver):
             s = self._s
             return self.svd.V(s / (s**2 + lam) * self.svd.Ut(resid))
         op = self.operator
-        u = conjugate_gradient(lambda v: op(op.adjoint(v)) + lam * v, resid, tol=self.cg_tol,
+        u = conjugate_gradient(lambda v: self.A(op.adjoint(v)) + lam * v, resid, tol=self.cg_tol,
                                max_iter=self.cg_max_iter)
         return op.adjoint(u)
 
