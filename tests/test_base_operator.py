@@ -66,7 +66,7 @@ def test_nan_or_inf_input_is_a_clear_error(name):
     op = operators.make(name, image_shape=(3, 8, 8))
     x = torch.zeros(1, 3, 8, 8)
     x[0, 0, 0, 0], x[0, 1, 2, 3] = float("nan"), float("inf")
-    with pytest.raises(ValueError, match=rf"`x` contains 2 NaN or inf values; \w+ accepts finite"):
+    with pytest.raises(ValueError, match=r"`x` contains 2 NaN or inf values; \w+ accepts finite"):
         op(x)
     assert torch.isfinite(op(torch.zeros(1, 3, 8, 8))).all()
 

@@ -1,13 +1,11 @@
 """Operator details: exact values, per-image masks, composition, user operators, bad input."""
 
-import importlib.metadata
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import operators
-from operators import registry
 from operators.superres import bicubic_matrix
 
 SHAPE = (3, 24, 40)
@@ -256,47 +254,6 @@ def test_degradation_keeps_missing_pixels_zero():
     assert float((y - op(x)).abs().max()) > 0
     assert degrade.sigma_y == 0.05
     torch.testing.assert_close(degrade(x, torch.Generator().manual_seed(0)), y)
-
-
-# --- registry ------------------------------------------------------------------------------------
-
-
-def test_register_and_make_custom_operator():
-    def factory(image_shape, generator=None, gain: float = 2.0):
-        """A test factory."""
-        return operators.Identity(image_shape)
-
-    operators.register("test-custom", factory)
-    try:
-        assert "test-custom" in operators.available()
-        assert operators.describe("test-custom") == "test-custom: A test factory (gain=2.0)"
-        assert isinstance(operators.make("test-custom", image_shape=SHAPE, gain=3.0),
-                          operators.Identity)
-        with pytest.raises(ValueError, match="already registered"):
-            operators.register("test-custom", factory)
-    finally:
-        registry._REGISTRY.pop("test-custom")
-
-
-def test_entry_point_plugins_load_lazily(monkeypatch):
-    ep = importlib.metadata.EntryPoint("test-plugin", "operators.registry:_denoise",
-                                       registry.ENTRY_POINT_GROUP)
-    broken = importlib.metadata.EntryPoint("test-broken", "no_such_module_xyz:factory",
-                                           registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry.metadata, "entry_points",
-                        lambda group: [ep, broken] if group == registry.ENTRY_POINT_GROUP else [])
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    try:
-        assert "test-plugin" in operators.available()
-        assert "test-plugin" not in registry._REGISTRY  # not imported until needed
-        assert operators.describe("test-plugin").startswith("test-plugin: Identity (denoising")
-        assert isinstance(operators.make("test-plugin", image_shape=SHAPE), operators.Identity)
-        with pytest.raises(ValueError, match="'test-broken' .no_such_module_xyz:factory. failed"):
-            operators.make("test-broken", image_shape=SHAPE)
-    finally:
-        for name in ("test-plugin", "test-broken"):
-            registry._REGISTRY.pop(name, None)
-            registry._PLUGINS.pop(name, None)
 
 
 # --- bad input -----------------------------------------------------------------------------------
