@@ -2,7 +2,8 @@
 
 - ``files.py``: finding images, the mixed-size policy, atomic and undoable writes;
 - ``processes.py``: this process's rank among those of a launcher (``accelerate launch``);
-- ``runner.py``: :func:`run_dataset` and :func:`degrade_dataset`, records, metrics and summary.
+- ``records.py``: the configuration pin, ``metrics.csv`` and :class:`Summary`;
+- ``runner.py``: :func:`run_dataset` and :func:`degrade_dataset`.
 """
 
 from ..errors import UsageError
@@ -11,7 +12,8 @@ from ..tasks import Task, image_generator, image_seed, parse_key_values, resolve
 from .files import (IMAGE_SUFFIXES, Outputs, check_writable, discover_images, load_clean,
                     operator_images, output_names, prepare_clean, remove_empty)
 from .processes import Processes, launcher_processes
-from .runner import METRIC_COLUMNS, Summary, check_result, degrade_dataset, run_dataset
+from .records import METRIC_COLUMNS, Summary
+from .runner import check_result, degrade_dataset, run_dataset
 
 __all__ = ["IMAGE_SUFFIXES", "METRIC_COLUMNS", "Outputs", "Processes", "SamplerConfig", "Summary",
            "Task", "UsageError", "check_result", "check_writable", "degrade_dataset",

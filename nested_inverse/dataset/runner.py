@@ -35,8 +35,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -44,8 +42,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +61,11 @@ from ..tasks import Task, image_generator, image_seed
 from .files import (IMAGE_SUFFIXES, Outputs, check_writable, discover_images, kernel_png, load_clean,
                     npy_bytes, operator_images, output_names, remove_empty)
 from .processes import Processes
+from .records import Summary, metrics_csv, pin_settings
 
-__all__ = ["METRIC_COLUMNS", "Summary", "check_result", "degrade_dataset", "run_dataset"]
+__all__ = ["check_result", "degrade_dataset", "run_dataset"]
 
 log = logging.getLogger("nested_inverse.dataset")
-
-METRIC_COLUMNS = ("image", "sample", "height", "width", "psnr", "ssim", "lpips", "nfe", "seconds")
-
 
 def check_result(x: Tensor, what: str) -> None:
     """Refuse a restoration with NaN or inf (``ValueError``); warn when it left the model range
@@ -82,61 +78,6 @@ def check_result(x: Tensor, what: str) -> None:
         log.warning("the restoration of %s reaches |x| = %.3g in the model range [-1, 1]: the solver "
                     "probably diverged (ill-conditioned operator? try `task_args` rcond=1e-3 or "
                     "another `method`)", what, peak)
-
-
-@dataclass
-class Summary:
-    """What a dataset run did.
-
-    Attributes:
-        images: images in the dataset (after ``limit``).
-        succeeded: images with finished results (in this run or an earlier one).
-        processed: images finished by this run.
-        skipped: images already finished by an earlier run.
-        failures: ``{"image": rel, "error": message}`` for each image that failed in this run.
-        metrics: per metric, ``{"mean", "std", "n"}`` over all rows of ``metrics.csv``.
-        nfe: mean network evaluations per restoration (None when only degrading).
-        seconds: wall time of this run; ``images_per_s`` = processed / seconds.
-    """
-
-    images: int
-    succeeded: int
-    processed: int
-    skipped: int
-    failures: list[dict[str, str]]
-    metrics: dict[str, dict[str, float]]
-    nfe: float | None
-    seconds: float
-    images_per_s: float
-    out: str = ""
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when at least one image has results, 1 when none has."""
-        return 0 if self.succeeded > 0 else 1
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["failed"] = self.failed
-        return d
-
-    def format(self) -> str:
-        """A few lines for the terminal."""
-        lines = [f"{self.succeeded}/{self.images} images done ({self.processed} now, {self.skipped} "
-                 f"earlier), {self.failed} failed; {self.images_per_s:.3g} images/s; results in {self.out}"]
-        for name, s in self.metrics.items():
-            lines.append(f"  {name.upper():6s} {s['mean']:.4f} ± {s['std']:.4f}  (n={int(s['n'])})")
-        if self.nfe is not None:
-            lines.append(f"  evaluations per restoration: {self.nfe:g}")
-        for f in self.failures[:10]:
-            lines.append(f"  failed: {f['image']}: {f['error']}")
-        if self.failed > 10:
-            lines.append(f"  … and {self.failed - 10} more (see summary.json)")
-        return "\n".join(lines)
 
 
 def run_dataset(
@@ -198,7 +139,7 @@ def run_dataset(
 
     out = Path(out)
     check_writable(out)
-    _pin_settings(out, settings)
+    pin_settings(out, settings)
     names = output_names(rels)
     device = torch.device(device) if device is not None else (processes.device or torch.device("cpu"))
 
@@ -256,7 +197,7 @@ def run_dataset(
                if (p := out / "records" / f"{names[rel]}.json").is_file()]
     rows = [row for rec in records for row in rec.get("rows", [])]
     if restoring:
-        atomic_write(out / "metrics.csv", _csv(rows).encode())
+        atomic_write(out / "metrics.csv", metrics_csv(rows).encode())
     stats = {}
     for name in ("psnr", "ssim", "lpips"):
         values = [r[name] for r in rows if r.get(name) is not None]
@@ -283,24 +224,6 @@ def degrade_dataset(root: str | os.PathLike[str], out: str | os.PathLike[str], t
     return run_dataset(root, out, task, prior=None, **kwargs)
 
 
-def _pin_settings(out: Path, settings: Mapping[str, Any]) -> None:
-    """Record the configuration in ``run.json``, or refuse to mix results of another one."""
-    path = out / "run.json"
-    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
-    if path.is_file():
-        try:
-            earlier = json.loads(path.read_text())
-        except ValueError:
-            earlier = None
-        if earlier != settings:
-            keys = sorted(k for k in set(settings) | set(earlier or {})
-                          if (earlier or {}).get(k) != settings.get(k))
-            raise UsageError(f"`out`={str(out)!r} holds results of another configuration (differs in: "
-                             f"{', '.join(keys)}); use a new output folder or delete it")
-        return
-    atomic_write(path, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
-
-
 def _groupby(order: list[int], shapes: Mapping[int, tuple[int, ...]]
              ) -> Iterator[tuple[tuple, list[int]]]:
     group: list[int] = []
@@ -322,17 +245,6 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, desc=desc, unit="img", file=sys.stderr)
-
-
-def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(METRIC_COLUMNS)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else
-                         (f"{row[c]:.6f}" if isinstance(row[c], float) else row[c])
-                         for c in METRIC_COLUMNS])
-    return buf.getvalue()
 
 
 def _retry_singly(batch: list[int], rels: list[str], job: "_Job",
