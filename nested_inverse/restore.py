@@ -1,8 +1,9 @@
 r"""One call for users: observation in, restoration out, with nested diffusion around a solver.
 
-``y`` and the result are images in [0, 1] (PIL, numpy or tensor); inside, the model range is used:
-for a linear ``A``, ``A(2x − 1) = 2·A x − A 1``, so ``y_model = 2·y − A(1)`` (exact also where
-``A 1 ≠ 1``, e.g. zero-padded blur borders or inpainting masks), and ``x = (x_model + 1)/2``.
+``y`` and the result are images in [0, 1] (PIL, numpy or tensor). A thin layer over the pieces
+every front end shares: a :class:`~nested_inverse.Problem` (which owns the conversion to the model
+range, ``y_model = 2·y − A 1``), the solver and sampler a :class:`~nested_inverse.SamplerConfig`
+names, and the anytime stream run to its end.
 
 References:
     Elata, Kawar, Michaeli, Elad, "Nested Diffusion Processes for Anytime Image Generation",
