@@ -322,8 +322,8 @@ def heldout_image_names() -> list[str]:
 
 
 def heldout_image(name: str, size: int | tuple[int, int] | None = None) -> Tensor:
-    """A held-out crop (see :func:`heldout_image_names`) as ``[1, 3, h, w]`` in [0, 1], centre-cropped
-    to ``size`` when given.
+    """A held-out crop (see :func:`heldout_image_names`) as ``[1, 3, h, w]`` in [0, 1],
+    centre-cropped to ``size`` when given.
 
     The crops are 128×128 regions of astronaut, coffee and chelsea away from their centre 128×128
     windows; the default prior never saw these images in training. Boxes and licences are in
@@ -336,8 +336,6 @@ def heldout_image(name: str, size: int | tuple[int, int] | None = None) -> Tenso
     """
     names = heldout_image_names()
     if name not in names:
-        raise ValueError(
-            f"`name`={name!r} is not a held-out image; available: {', '.join(names)}"
-        )
+        raise ValueError(f"`name`={name!r} is not a held-out image; available: {', '.join(names)}")
     x = load_image(images_dir() / "heldout" / f"{name}.png")
     return x if size is None else center_crop(x, size).contiguous()

@@ -182,7 +182,8 @@ def test_heldout_images_match_the_readme_boxes():
     # as scikit-image's), and none overlaps the full image's centre 128×128 window.
     from nested_inverse.paths import images_dir
 
-    rows = [line.split("|") for line in (images_dir() / "heldout" / "README.md").read_text().splitlines()
+    readme = (images_dir() / "heldout" / "README.md").read_text()
+    rows = [line.split("|") for line in readme.splitlines()
             if line.startswith("| `") and "skimage/data/" in line]
     assert sorted(r[1].strip().strip("`")[: -len(".png")] for r in rows) == heldout_image_names()
     for r in rows:
