@@ -16,7 +16,8 @@ The public API, by concept:
 - the anytime stream: :class:`NestedSampler`, :class:`VanillaSampler`, :class:`SamplerConfig`,
   :class:`AnytimeResult`, :class:`AnytimeRun`, and the guidance commands :class:`Edit`,
   :class:`Resample`, :class:`SetInnerSteps`, :class:`Stop`;
-- images: loading, saving and converting (``imageio``), bundled images and data paths.
+- images: loading, saving and converting (``imageio``), bundled images, the held-out crops and
+  data paths.
 """
 
 from .anytime import AnytimeResult, AnytimeRun, VanillaSampler
@@ -28,6 +29,8 @@ from .imageio import (
     crop_to_multiple,
     from_model_range,
     from_tensor,
+    heldout_image,
+    heldout_image_names,
     load_image,
     save_image,
     to_model_range,
@@ -64,6 +67,6 @@ __all__ = [
     "SetInnerSteps", "Stop", "VanillaSampler",
     # images and data
     "bundled_image", "bundled_image_names", "center_crop", "crop_to_multiple", "data_dir",
-    "default_prior_dir", "from_model_range", "from_tensor", "images_dir", "load_image",
-    "save_image", "to_model_range", "to_tensor",
+    "default_prior_dir", "from_model_range", "from_tensor", "heldout_image",
+    "heldout_image_names", "images_dir", "load_image", "save_image", "to_model_range", "to_tensor",
 ]

@@ -33,6 +33,8 @@ __all__ = [
     "crop_to_multiple",
     "from_model_range",
     "from_tensor",
+    "heldout_image",
+    "heldout_image_names",
     "load_image",
     "save_image",
     "to_model_range",
@@ -306,4 +308,34 @@ def bundled_image(name: str, size: int | tuple[int, int] | None = None) -> Tenso
     if name not in names:
         raise ValueError(f"`name`={name!r} is not a bundled image; available: {', '.join(names)}")
     x = load_image(images_dir() / f"{name}.png")
+    return x if size is None else center_crop(x, size).contiguous()
+
+
+def heldout_image_names() -> list[str]:
+    """Names of the held-out crops (``data/images/heldout/*.png``, 128×128 RGB), sorted.
+
+    >>> names = heldout_image_names()
+    >>> len(names) >= 12, names[0]
+    (True, 'astronaut-face')
+    """
+    return sorted(p.stem for p in (images_dir() / "heldout").glob("*.png"))
+
+
+def heldout_image(name: str, size: int | tuple[int, int] | None = None) -> Tensor:
+    """A held-out crop (see :func:`heldout_image_names`) as ``[1, 3, h, w]`` in [0, 1],
+    centre-cropped to ``size`` when given.
+
+    The crops are 128×128 regions of astronaut, coffee and chelsea away from their centre 128×128
+    windows; the default prior never saw these images in training. Boxes and licences are in
+    ``data/images/heldout/README.md``.
+
+    >>> heldout_image("chelsea-eye").shape
+    torch.Size([1, 3, 128, 128])
+    >>> heldout_image("coffee-spoon", size=64).shape
+    torch.Size([1, 3, 64, 64])
+    """
+    names = heldout_image_names()
+    if name not in names:
+        raise ValueError(f"`name`={name!r} is not a held-out image; available: {', '.join(names)}")
+    x = load_image(images_dir() / "heldout" / f"{name}.png")
     return x if size is None else center_crop(x, size).contiguous()

@@ -15,6 +15,8 @@ from nested_inverse.imageio import (
     crop_to_multiple,
     from_model_range,
     from_tensor,
+    heldout_image,
+    heldout_image_names,
     load_image,
     save_image,
     to_model_range,
@@ -156,6 +158,46 @@ def test_bundled_images():
         bundled_image("lena")
 
 
+def test_heldout_images():
+    names = heldout_image_names()
+    assert names == sorted(names) and len(names) >= 12
+    assert not set(names) & set(bundled_image_names())
+    for name in names:
+        x = heldout_image(name)
+        assert x.shape == (1, 3, 128, 128) and x.dtype == torch.float32, name
+        assert 0 <= x.min() and x.max() <= 1, name
+    full = heldout_image("coffee-spoon")
+    crop = heldout_image("coffee-spoon", size=64)
+    assert crop.shape == (1, 3, 64, 64) and crop.is_contiguous()
+    torch.testing.assert_close(crop, full[..., 32:96, 32:96])
+    assert heldout_image("chelsea-eye", (30, 40)).shape == (1, 3, 30, 40)
+    with pytest.raises(ValueError, match=r"`name`='astronaut'.*astronaut-face"):
+        heldout_image("astronaut")
+    with pytest.raises(ValueError, match="larger"):
+        heldout_image("coffee-spoon", size=256)
+
+
+def test_heldout_images_match_the_readme_boxes():
+    # Each crop is the box its README row states, cut from the bundled full image (the same bytes
+    # as scikit-image's), and none overlaps the full image's centre 128×128 window.
+    from nested_inverse.paths import images_dir
+
+    readme = (images_dir() / "heldout" / "README.md").read_text()
+    rows = [line.split("|") for line in readme.splitlines()
+            if line.startswith("| `") and "skimage/data/" in line]
+    assert sorted(r[1].strip().strip("`")[: -len(".png")] for r in rows) == heldout_image_names()
+    for r in rows:
+        name = r[1].strip().strip("`")[: -len(".png")]
+        source = r[2].strip().strip("`").split("/")[-1][: -len(".png")]
+        x, y, size = (int(r[i]) for i in (3, 4, 5))
+        full = bundled_image(source)
+        torch.testing.assert_close(heldout_image(name), full[..., y : y + size, x : x + size])
+        H, W = full.shape[-2:]
+        top, left = (H - 128) // 2, (W - 128) // 2
+        assert abs(x - left) >= 128 or abs(y - top) >= 128, name
+
+
 def test_exported():
-    for name in ("load_image", "save_image", "to_tensor", "from_tensor", "bundled_image"):
+    for name in ("load_image", "save_image", "to_tensor", "from_tensor", "bundled_image",
+                 "heldout_image", "heldout_image_names"):
         assert name in nested_inverse.__all__ and hasattr(nested_inverse, name)
