@@ -22,6 +22,7 @@ import ast
 import datetime
 import math
 import statistics
+import sys
 import time
 
 import torch
@@ -74,6 +75,7 @@ def main(argv=None) -> None:
     p.add_argument("--variants", default="5x4,4x5")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=2)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -90,7 +92,7 @@ def main(argv=None) -> None:
     variants = [parse_variant(v) for v in args.variants.split(",")]
     start = time.perf_counter()
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC · "
-          f"python benchmarks/final_quality.py {' '.join(argv) if argv else ''}".rstrip())
+          f"python benchmarks/final_quality.py {' '.join(argv)}".rstrip())
     print(f"\n{B} images at {args.size} px ({', '.join(names)}), seeds {seeds}; pairs = images × "
           "seeds; differences are nested − vanilla in dB\n")
     for task in args.tasks.split(","):
