@@ -22,7 +22,7 @@ from .guidance import Steerable, apply
 from .planning import Allowance
 from .solvers.base import Solver
 
-__all__ = ["AnytimeResult", "AnytimeRun", "VanillaSampler", "run_to_end"]
+__all__ = ["AnytimeResult", "AnytimeRun", "StopOnly", "VanillaSampler", "run_to_end"]
 
 
 @dataclass
@@ -116,8 +116,9 @@ def run_to_end(
     return results
 
 
-class _Session:
-    """What guidance commands act on in a vanilla run: only ``Stop``."""
+class StopOnly:
+    """What guidance commands act on in a run that only ``Stop`` can steer (vanilla runs); the
+    base of richer sessions, which override the other commands."""
 
     def __init__(self) -> None:
         self.latest: AnytimeResult | None = None
@@ -184,14 +185,13 @@ class VanillaSampler:
         """Run; ``budget_nfe`` caps the steps, ``deadline_s`` ends the run before an evaluation
         that would not fit at the measured rate (never a result after the deadline)."""
         allowance = Allowance(budget_nfe, deadline_s)
-        session = _Session()
+        session = StopOnly()
         return AnytimeRun(self._run(generator, allowance), session)
 
     def _run(self, generator: Generators, allowance: Allowance) -> Iterator[AnytimeResult]:
         allowance.start()
         solver = self.solver
         steps = int(min(self.steps, allowance.remaining()))
-        start = time.perf_counter()
         yield AnytimeResult(solver.initial_estimate, 0, 0, 0.0, solver.initial_estimate, -1)
         tick = time.perf_counter()
         for state in solver.iterate(steps=steps, generator=generator):
@@ -200,8 +200,8 @@ class VanillaSampler:
             if allowance.expired():
                 return
             image = state.x_t if state.t < 0 else state.x0_hat
-            yield AnytimeResult(image, state.nfe, state.nfe, time.perf_counter() - start,
-                                state.x_t, state.t)
+            yield AnytimeResult(image, state.nfe, state.nfe, allowance.elapsed_s, state.x_t,
+                                state.t)
             if state.t >= 0 and allowance.remaining() < 1:
                 return
             tick = time.perf_counter()

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from operators.random import Generators
 
-from .anytime import AnytimeResult, AnytimeRun, run_to_end
+from .anytime import AnytimeResult, AnytimeRun, StopOnly, run_to_end
 from .planning import Allowance, keep_evenly, plan_budget
 from .priors import Prior
 from .solvers.base import Solver, ddim_step, unit_interval
@@ -217,18 +217,17 @@ class NestedSampler:
         return ddim_step(x0, eps, a_t, a_s, self.outer_eta, noise)
 
 
-class _Session:
+class _Session(StopOnly):
     """One nested run as the guidance commands see it: the latest result, the inner steps to
     use, the ledger, and the inner runs (also for ``Resample``)."""
 
     def __init__(self, sampler: NestedSampler, generator: Generators, allowance: Allowance) -> None:
+        super().__init__()
         self.sampler = sampler
         self.generator = generator
         self.allowance = allowance
         self.inner_steps = sampler.inner_steps
         self.last_inner = sampler.inner_steps
-        self.latest: AnytimeResult | None = None
-        self.stopped = False
 
     def inner(self, x: Tensor, tau: int, steps: int) -> Tensor | None:
         """One inner run from ``(x, τ)``: its x̂0, or None when abandoned for the deadline."""
@@ -275,8 +274,4 @@ class _Session:
 
     def set_inner_steps(self, steps: int) -> AnytimeResult:
         self.inner_steps = steps
-        return self.latest
-
-    def stop(self) -> AnytimeResult:
-        self.stopped = True
         return self.latest

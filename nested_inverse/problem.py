@@ -79,7 +79,7 @@ class Problem:
             if range_mask is not None:
                 y_model = torch.where(range_mask.to(y_model.device), y_model,
                                       torch.zeros_like(y_model))
-        self._init(y_model, y01, operator, sigma_y, ones, shape)
+        self._init(y_model, y01, operator, sigma_y, shape)
 
     @classmethod
     def degrade(
@@ -100,17 +100,16 @@ class Problem:
             y_model = Degradation(operator, noise)(to_model_range(x), generator=generator)
         ones = _unit_response(operator, tuple(x.shape), x)
         problem = cls.__new__(cls)
-        problem._init(y_model, (y_model + ones) / 2, operator, sigma_y, ones, tuple(x.shape))
+        problem._init(y_model, (y_model + ones) / 2, operator, sigma_y, tuple(x.shape))
         return problem
 
     def _init(self, y: Tensor, y01: Tensor, operator: LinearOperator, sigma_y: float,
-              ones: Tensor, shape: tuple[int, ...]) -> None:
+              shape: tuple[int, ...]) -> None:
         sigma_y = float(sigma_y)
         if not sigma_y >= 0 or sigma_y == float("inf"):
             raise ValueError(f"`sigma_y`={sigma_y} must be a finite number >= 0 on the [0, 1] image "
                              "scale (0.05 = 5 % of the range)")
         self.y, self.y01, self.operator, self.sigma_y = y, y01, operator, sigma_y
-        self._ones = ones
         self.image_shape: tuple[int, ...] = shape
 
     @property
@@ -124,12 +123,8 @@ class Problem:
         moved = Problem.__new__(Problem)
         op = self.operator.to(device) if device is not None else self.operator
         moved._init(self.y.to(device=device, dtype=dtype), self.y01.to(device=device, dtype=dtype),
-                    op, self.sigma_y, self._ones.to(device=device, dtype=dtype), self.image_shape)
+                    op, self.sigma_y, self.image_shape)
         return moved
-
-    def to_model(self, x01: Tensor) -> Tensor:
-        """``2x − 1``: an image in [0, 1] into the model range."""
-        return to_model_range(x01)
 
     def from_model(self, x: Tensor) -> Tensor:
         """``(x + 1)/2`` clamped to [0, 1]: a restoration out of the model range, detached."""

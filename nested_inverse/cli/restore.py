@@ -202,8 +202,8 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
         results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
     seconds = time.perf_counter() - start
     check_result(results[-1].image, str(item.path))
-    x01 = problem.from_model(results[-1].image).cpu()
     shown = [(r.nfe, problem.from_model(r.image).cpu()) for r in results]
+    x01 = shown[-1][1]
 
     files = Outputs()
     try:
