@@ -14,9 +14,9 @@ exact Gaussian mixture, and training the bundled default.
 from .diffusers import DiffusionPrior
 from .gmm import GaussianMixturePrior
 from .loading import load_prior
-from .protocol import CountingPrior, Prior
+from .protocol import CountingPrior, LatentPrior, Prior
 from .schedule import alphas_cumprod_from_schedule, linear_alphas_cumprod
 from .training import train_prior
 
-__all__ = ["CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "Prior",
+__all__ = ["CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "LatentPrior", "Prior",
            "alphas_cumprod_from_schedule", "linear_alphas_cumprod", "load_prior", "train_prior"]

@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["CountingPrior", "Prior"]
+__all__ = ["CountingPrior", "LatentPrior", "Prior"]
 
 
 @runtime_checkable
@@ -27,6 +27,23 @@ class Prior(Protocol):
     alphas_cumprod: Tensor
 
     def predict(self, x_t: Tensor, t: int | Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class LatentPrior(Prior, Protocol):
+    r"""A prior over latents ``z`` whose images are ``x = decode(z)``.
+
+    ``predict`` works on latents ``z_t: [B, c, h, w]`` (the ``Prior`` contract, in latent space);
+    ``decode(z: [B, c, h, w]) -> x: [B, C, H, W]`` and ``encode(x) -> z`` map between latents and
+    images in the model range [-1, 1]. Solvers for latent restoration (the operator acts on
+    ``decode(z)``) and samplers that show images after every outer step need these two and nothing
+    more: a diffusers ``AutoencoderKL`` (scaled by its ``scaling_factor``) or, as the exact yardstick,
+    a fixed linear map over a Gaussian-mixture latent prior.
+    """
+
+    def decode(self, z: Tensor) -> Tensor: ...
+
+    def encode(self, x: Tensor) -> Tensor: ...
 
 
 class CountingPrior:
