@@ -100,6 +100,14 @@ def anytime_quality(curve: Iterable[tuple[int, float | Tensor]], total_nfe: int)
     must be shown). Among results at one nfe the last counts. Qualities may be floats or per-image
     tensors ``[B]`` (the answer then is ``[B]``). Results after ``N`` evaluations are ignored.
 
+    Elata et al. (arXiv 2305.19066) compare *intermediate* quality instead: the nested result
+    after outer step k against the vanilla sampler's x̂0 prediction after as many evaluations,
+    plotted against NFE (FID and CLIP score there; PSNR per image here). Those points are the
+    corners of the step curve ``Q`` averages; ``Q`` also charges the wait before the first result
+    (A†y is shown until then) and weights each result by how long it is the latest.
+    ``benchmarks/final_quality.py`` reports both (its "Δ at outer steps" is the paper's
+    comparison, averaged over the outer steps).
+
     Example:
         >>> anytime_quality([(0, 10.0), (2, 20.0), (4, 30.0)], total_nfe=4)  # (10+20+20+30)/4
         20.0

@@ -26,7 +26,7 @@ from .anytime import run_to_end
 from .imageio import from_tensor, to_tensor
 from .priors import Prior, load_prior
 from .problem import Problem
-from .sampling import SamplerConfig
+from .sampling import DEFAULT_BUDGET, SamplerConfig, budget_for_deadline
 
 __all__ = ["restore"]
 
@@ -43,6 +43,23 @@ def _operator(operator: LinearOperator | str, image_shape: Sequence[int] | None)
                      f"(operators.available()), got {type(operator).__name__}")
 
 
+def _split(outer_steps: int | str, inner_steps: int | None, budget_nfe: int | None,
+           vanilla: bool) -> dict[str, int | None]:
+    """``outer``/``inner`` of the :class:`SamplerConfig` for ``restore``'s arguments."""
+    if vanilla:
+        return {}
+    if outer_steps == "auto":
+        if inner_steps is not None:
+            raise ValueError(f"`inner_steps`={inner_steps!r} with `outer_steps`='auto': the default "
+                             "policy chooses both; give `outer_steps` as a number to fix the split")
+        return {"outer": None, "inner": None}
+    if isinstance(outer_steps, bool) or not isinstance(outer_steps, int) or outer_steps < 1:
+        raise ValueError(f"`outer_steps` must be 'auto' or an integer >= 1, got {outer_steps!r}")
+    if inner_steps is None:
+        inner_steps = -(-(budget_nfe or DEFAULT_BUDGET) // outer_steps)
+    return {"outer": outer_steps, "inner": inner_steps}
+
+
 def generators(seed: int | None, batch: int, device: torch.device) -> list[torch.Generator] | None:
     """One generator per image (seed + i), so an image's result does not depend on its batch."""
     if seed is None:
@@ -56,8 +73,8 @@ def restore(
     operator: LinearOperator | str,
     sigma_y: float = 0.0,
     method: str = "ddrm",
-    outer_steps: int = 5,
-    inner_steps: int = 4,
+    outer_steps: int | str = "auto",
+    inner_steps: int | None = None,
     prior: Prior | str | None = None,
     seed: int | None = None,
     return_intermediates: bool = False,
@@ -84,14 +101,22 @@ def restore(
             see ``operators.available()``) together with ``image_shape``.
         sigma_y: observation noise std on the [0, 1] scale (0.05 = 5 % of the range).
         method: inner solver, ``"ddrm"``, ``"ddnm"``, ``"pigdm"`` or ``"dps"``.
-        outer_steps, inner_steps: K and I (defaults 5 × 4 = 20 evaluations).
+        outer_steps, inner_steps: K and I. ``"auto"`` (the default, with ``inner_steps=None``)
+            is the default policy for the budget (:func:`~nested_inverse.planning.auto_split`:
+            4 × 5 at 20 evaluations, 4 × 13 trimmed to 50 at 50, with the inner solver's η = 1
+            unless ``method_params`` sets it; benchmarks/RESULTS.md, "Final quality"). A number
+            of outer steps without ``inner_steps`` gives ``⌈budget/K⌉`` inner steps.
         prior: None for the bundled default, a path / Hub id, or a ready prior.
         seed: one generator per image (``seed + i``) for reproducible results; None for fresh
             randomness.
         return_intermediates: also return the results after each outer step.
         image_shape: ``(C, H, W)`` of the restoration, needed with a registry name.
-        vanilla: run the solver alone for ``steps`` evaluations (default K·I), for comparison.
-        outer_eta, budget_nfe, deadline_s: see :meth:`NestedSampler.iterate`.
+        vanilla: run the solver alone for ``steps`` evaluations (default: the budget), for
+            comparison.
+        outer_eta: η of the outer DDIM step, in [0, 1].
+        budget_nfe: network evaluations per image (default 20; with only ``deadline_s``, what one
+            timed evaluation says fits, see :func:`budget_for_deadline`).
+        deadline_s: wall-clock seconds; see :meth:`NestedSampler.iterate`.
         progress: show a tqdm bar over the network evaluations.
         method_params: passed to the solver (e.g. ``eta=0.85``); unknown names raise
             ``ValueError`` listing the accepted ones.
@@ -117,17 +142,18 @@ def restore(
     dtype = getattr(prior, "dtype", y01.dtype)
     device = torch.device(getattr(prior, "device", y01.device))
     problem = Problem(y01.to(dtype=dtype, device=device), _operator(operator, image_shape), sigma_y)
-    config = SamplerConfig(method=method, method_args=method_params, outer=outer_steps,
-                           inner=inner_steps, vanilla=vanilla,
-                           steps=steps if steps is not None else outer_steps * inner_steps,
-                           outer_eta=outer_eta)
-    sampler = config.sampler(config.solver(prior, problem))
-    run = sampler.iterate(generators(seed, problem.image_shape[0], device), budget_nfe=budget_nfe,
-                          deadline_s=deadline_s)
+    if budget_nfe is None and deadline_s is not None and not vanilla and outer_steps == "auto":
+        budget_nfe = budget_for_deadline(prior, problem, deadline_s)
+    config = SamplerConfig(method=method, method_args=method_params, vanilla=vanilla,
+                           steps=steps if steps is not None or not vanilla else budget_nfe,
+                           outer_eta=outer_eta, budget_nfe=budget_nfe,
+                           **_split(outer_steps, inner_steps, budget_nfe, vanilla))
+    run = config.run(prior, problem, generators(seed, problem.image_shape[0], device),
+                     deadline_s=deadline_s)
     from tqdm.auto import tqdm
 
     label = f"{method} (vanilla)" if vanilla else f"nested {method}"
-    with tqdm(total=budget_nfe or config.budget, desc=label, unit="NFE", disable=not progress,
+    with tqdm(total=config.budget, desc=label, unit="NFE", disable=not progress,
               leave=False) as bar:
         results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
 

@@ -7,18 +7,28 @@ stream's source (:class:`~nested_inverse.NestedSampler` or :class:`~nested_inver
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import solvers
-from .anytime import VanillaSampler
+import torch
+
+from operators.random import Generators
+
+from .anytime import AnytimeRun, VanillaSampler
 from .errors import UsageError
 from .nested import NestedSampler
+from .planning import DEADLINE_MARGIN, auto_split, nested_defaults
 from .priors import Prior
 from .problem import Problem
 from .solvers.base import Solver, unit_interval
 
-__all__ = ["SamplerConfig"]
+__all__ = ["DEFAULT_BUDGET", "SamplerConfig", "budget_for_deadline"]
+
+#: network evaluations per image when a nested or vanilla run is given no budget.
+DEFAULT_BUDGET = 20
 
 
 @dataclass
@@ -26,19 +36,29 @@ class SamplerConfig:
     """The solver and the step budget.
 
     Nested (default): ``outer`` outer steps, each running the solver for ``inner`` steps, so
-    ``outer·inner`` network evaluations and one restoration after every outer step. Vanilla:
-    the solver alone for ``steps`` evaluations.
+    ``outer·inner`` network evaluations and one restoration after every outer step. Left unset
+    (``outer=None``), the split is the default policy for ``budget_nfe`` (20 when unset):
+    :func:`~nested_inverse.planning.auto_split` gives K × I and
+    :func:`~nested_inverse.planning.nested_defaults` the inner solver's parameters that
+    ``method_args`` does not set; the run spends exactly ``budget_nfe``. Vanilla: the solver alone
+    for ``steps`` evaluations (``budget_nfe``, else 20).
 
     Attributes:
         method: a registered solver (``nested_inverse.solvers.available()``).
         method_args: keyword parameters of the solver (e.g. ``{"eta": 0.85}``).
-        outer, inner: K and I of a nested run.
+        outer, inner: K and I of a nested run; both None for the default policy.
         vanilla: run the solver alone instead; steps: its evaluations.
         outer_eta: η of the outer DDIM step, in [0, 1].
+        budget_nfe: evaluations per image the run may spend (None: ``outer·inner``).
+        auto: whether ``outer``/``inner`` (and defaults in ``method_args``) came from the policy
+            (set by the config itself).
 
     Example:
         >>> SamplerConfig(method="ddnm", outer=2, inner=3).budget
         6
+        >>> config = SamplerConfig(budget_nfe=50)
+        >>> config.outer, config.inner, config.method_args, config.budget
+        (4, 13, {'eta': 1.0}, 50)
         >>> SamplerConfig(method="ddrm", method_args={"eta2": 0.5})
         Traceback (most recent call last):
         ...
@@ -47,27 +67,56 @@ class SamplerConfig:
 
     method: str = "ddrm"
     method_args: dict[str, Any] = field(default_factory=dict)
-    outer: int = 5
-    inner: int = 4
+    outer: int | None = None
+    inner: int | None = None
     vanilla: bool = False
-    steps: int = 20
+    steps: int | None = None
     outer_eta: float = 0.0
+    budget_nfe: int | None = None
+    auto: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        if self.budget_nfe is not None:
+            self._check_count("budget_nfe", self.budget_nfe)
+        if self.vanilla:
+            if self.steps is None:
+                self.steps = DEFAULT_BUDGET if self.budget_nfe is None else self.budget_nfe
+        elif self.outer is None and self.inner is None:
+            self.auto = True
+            self.outer, self.inner = auto_split(self.budget_nfe or DEFAULT_BUDGET)
+            self.budget_nfe = self.budget_nfe or DEFAULT_BUDGET
+            self.method_args = {**nested_defaults(self.method), **self.method_args}
+        elif self.outer is None or self.inner is None:
+            given, missing = ("outer", "inner") if self.inner is None else ("inner", "outer")
+            raise UsageError(f"`{given}`={getattr(self, given)!r} given without `{missing}`: give "
+                             "both, or neither for the default split (planning.auto_split)")
         for name in ("outer", "inner", "steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"`{name}`={value!r} must be an integer >= 1")
+            if getattr(self, name) is not None:
+                self._check_count(name, getattr(self, name))
         try:
             solvers.registry.check_params(self.method, self.method_args)
             self.outer_eta = unit_interval("outer_eta", self.outer_eta)
         except ValueError as err:
             raise UsageError(str(err)) from err
 
+    @staticmethod
+    def _check_count(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"`{name}`={value!r} must be an integer >= 1")
+
     @property
     def budget(self) -> int:
         """Network evaluations per image (at most; fewer when a timestep interval is short)."""
-        return self.steps if self.vanilla else self.outer * self.inner
+        if self.vanilla:
+            return self.steps
+        return min(self.outer * self.inner, self.budget_nfe or self.outer * self.inner)
+
+    def with_budget(self, budget_nfe: int) -> SamplerConfig:
+        """This configuration for another budget (the split re-chosen when it is the policy's)."""
+        if self.vanilla:
+            return replace(self, steps=budget_nfe)
+        return replace(self, budget_nfe=budget_nfe,
+                       **({"outer": None, "inner": None} if self.auto else {}))
 
     def solver(self, prior: Prior, problem: Problem) -> Solver:
         """The solver ``method`` for ``problem``."""
@@ -79,11 +128,43 @@ class SamplerConfig:
             return VanillaSampler(solver, self.steps)
         return NestedSampler(solver, self.outer, self.inner, self.outer_eta)
 
+    def run(
+        self, prior: Prior, problem: Problem, generator: Generators = None,
+        deadline_s: float | None = None,
+    ) -> AnytimeRun:
+        """The anytime stream of this configuration on ``problem``, within ``budget_nfe``."""
+        return self.sampler(self.solver(prior, problem)).iterate(
+            generator, budget_nfe=None if self.vanilla else self.budget_nfe, deadline_s=deadline_s)
+
     def describe(self) -> dict[str, Any]:
-        """What records and ``run.json`` hold (``outer_eta`` only when it is not the default)."""
+        """What records and ``run.json`` hold (``outer_eta``, ``budget_nfe`` and ``split`` only
+        when they are not the defaults of an explicit K × I)."""
         record = {"method": self.method, "method_args": dict(self.method_args),
                   "outer": self.outer, "inner": self.inner, "vanilla": self.vanilla,
                   "steps": self.steps}
+        if self.auto:
+            record["split"] = "auto"
+        if self.budget_nfe is not None and not self.vanilla:
+            record["budget_nfe"] = self.budget_nfe
         if self.outer_eta != 0:
             record["outer_eta"] = self.outer_eta
         return record
+
+
+def budget_for_deadline(prior: Prior, problem: Problem, deadline_s: float) -> int:
+    """Evaluations per image that fit ``deadline_s`` seconds, from one timed evaluation.
+
+    One ``prior.predict`` on noise shaped like the restoration, at the noisiest timestep (the
+    probe is spent outside the run: its seconds are taken off the deadline, its result dropped);
+    ``⌊(deadline − probe)/(probe·DEADLINE_MARGIN)⌋``, at least 1. The run itself still keeps to
+    the deadline as it measures its own rate (:meth:`NestedSampler.iterate`).
+    """
+    if not float(deadline_s) > 0:
+        raise UsageError(f"`deadline_s`={deadline_s!r} must be > 0 seconds")
+    x = torch.randn(problem.image_shape, dtype=problem.y.dtype, device=problem.y.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        x0, _ = prior.predict(x, len(prior.alphas_cumprod) - 1)
+    float(x0.flatten()[0])  # the device has finished
+    probe = time.perf_counter() - start
+    return max(1, math.floor((float(deadline_s) - probe) / (probe * DEADLINE_MARGIN)))

@@ -58,6 +58,36 @@ def _one_line_error(capsys) -> str:
 
 
 # ---- restore -------------------------------------------------------------------------------------
+def test_restore_split_and_budget_choose_the_run(images, tmp_path):
+    base = ["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--center-crop", "16",
+            "--no-progress", "--method", "ddrm"]
+    auto = json.loads(_restore_record(base + ["--budget", "8"], tmp_path / "auto"))
+    assert (auto["split"], auto["outer"], auto["inner"], auto["budget_nfe"]) == ("auto", 2, 4, 8)
+    assert auto["method_args"] == {"eta": 1.0} and auto["nfe"] == 8
+    fixed = json.loads(_restore_record(base + ["--split", "3x2"], tmp_path / "fixed"))
+    assert (fixed["outer"], fixed["inner"], fixed["method_args"], fixed["nfe"]) == (3, 2, {}, 6)
+    assert "split" not in fixed
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--split", "3y2"], "`--split`='3y2' must be KxI"),
+    (["--split", "3x2", "--outer", "3", "--inner", "2"], "`--split`='3x2' and `--outer`/`--inner`"),
+    (["--outer", "3"], "`--outer` and `--inner` go together"),
+    (["--budget", "0"], "`--budget`=0 must be an integer >= 1"),
+    (["--deadline", "0"], "`--deadline`=0.0 must be > 0 seconds"),
+])
+def test_restore_refuses_bad_splits_naming_the_flag(images, tmp_path, capsys, extra, expect):
+    argv = ["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--out",
+            str(tmp_path), "--no-progress", *extra]
+    assert main(argv) == 2
+    assert expect in _one_line_error(capsys)
+
+
+def _restore_record(argv: list[str], out: Path) -> str:
+    assert main([*argv, "--out", str(out)]) == 0
+    return (out / "coffee.json").read_text()
+
+
 
 
 def test_restore_degrade_writes_restoration_steps_and_sidecar(images, tmp_path, capsys):

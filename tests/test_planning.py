@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from nested_inverse.planning import DEADLINE_MARGIN, Allowance, keep_evenly
+from nested_inverse.planning import (AUTO_MIN_INNER, AUTO_OUTER_STEPS, DEADLINE_MARGIN, MIN_INNER_STEPS, Allowance,
+                                    auto_split, keep_evenly)
 
 
 def test_allowance_counts_down_the_budget():
@@ -54,3 +55,15 @@ def test_keep_evenly_always_keeps_the_smallest_timestep():
 def test_bad_limits_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Allowance(**kwargs)
+
+
+def test_auto_split_covers_the_budget_with_the_fewest_short_runs():
+    for budget in range(1, 201):
+        k, i = auto_split(budget)
+        assert 1 <= k <= AUTO_OUTER_STEPS and k * i >= budget >= k * min(i, MIN_INNER_STEPS)
+        assert k * (i - 1) < budget  # the smallest I that covers the budget
+        assert budget >= k * AUTO_MIN_INNER or k == 1
+        if budget >= AUTO_OUTER_STEPS * AUTO_MIN_INNER:
+            assert k == AUTO_OUTER_STEPS
+    with pytest.raises(ValueError, match="`budget_nfe` must be an integer >= 1"):
+        auto_split(0)

@@ -26,16 +26,48 @@ def test_builds_nested_or_vanilla_around_the_named_solver():
 
 
 def test_describe_keeps_the_recorded_keys():
-    assert SamplerConfig().describe() == {"method": "ddrm", "method_args": {}, "outer": 5,
-                                          "inner": 4, "vanilla": False, "steps": 20}
+    assert SamplerConfig(outer=5, inner=4).describe() == {
+        "method": "ddrm", "method_args": {}, "outer": 5, "inner": 4, "vanilla": False,
+        "steps": None}
     assert SamplerConfig(outer_eta=0.5).describe()["outer_eta"] == 0.5
+    assert SamplerConfig(vanilla=True).describe()["steps"] == 20
+
+
+def test_the_default_is_the_policy_for_the_budget():
+    assert SamplerConfig().describe() == {
+        "method": "ddrm", "method_args": {"eta": 1.0}, "outer": 4, "inner": 5, "vanilla": False,
+        "steps": None, "split": "auto", "budget_nfe": 20}
+    fifty = SamplerConfig(method="pigdm", budget_nfe=50)
+    assert (fifty.outer, fifty.inner, fifty.budget, fifty.auto) == (4, 13, 50, True)
+    # the caller's own parameters win over the policy's
+    assert SamplerConfig(method_args={"eta": 0.5}).method_args == {"eta": 0.5}
+    assert SamplerConfig(method="dps").method_args == SamplerConfig(method="ddnm").method_args == {}
+    assert SamplerConfig(vanilla=True, budget_nfe=30).steps == 30
+    again = fifty.with_budget(8)
+    assert (again.outer, again.inner, again.budget_nfe, again.auto) == (2, 4, 8, True)
+    fixed = SamplerConfig(outer=5, inner=4).with_budget(12)
+    assert (fixed.outer, fixed.inner, fixed.budget, fixed.auto) == (5, 4, 12, False)
+
+
+@pytest.mark.parametrize("budget, spent", [(50, [12, 12, 13, 13]), (20, [5, 5, 5, 5]),
+                                           (13, [4, 4, 5])])
+def test_the_policy_run_spends_exactly_the_budget(budget, spent):
+    prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+                                 event_shape=(1, 2, 2))
+    problem = Problem(torch.full((1, 1, 2, 2), 0.5, dtype=torch.float64),
+                      operators.make("inpaint-half", image_shape=(1, 2, 2)))
+    nfe = [r.nfe for r in SamplerConfig(method="ddnm", budget_nfe=budget).run(
+        prior, problem, torch.Generator().manual_seed(0))]
+    assert [b - a for a, b in zip(nfe, nfe[1:])] == spent
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "nope"}, "`method`='nope' is not known"),
     ({"method_args": {"zeta": 1}}, "`method_params` zeta not accepted by 'ddrm'"),
-    ({"outer": 0}, "`outer`=0 must be an integer >= 1"),
-    ({"inner": 1.5}, "`inner`=1.5 must be an integer >= 1"),
+    ({"outer": 0, "inner": 4}, "`outer`=0 must be an integer >= 1"),
+    ({"outer": 5, "inner": 1.5}, "`inner`=1.5 must be an integer >= 1"),
+    ({"outer": 5}, "`outer`=5 given without `inner`"),
+    ({"budget_nfe": 0}, "`budget_nfe`=0 must be an integer >= 1"),
     ({"outer_eta": 2}, r"`outer_eta` must lie in \[0, 1\]"),
 ])
 def test_bad_settings_are_usage_errors_naming_the_argument(kwargs, match):

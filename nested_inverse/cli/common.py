@@ -35,7 +35,7 @@ FLAGS = {
     "task": "--task", "task_args": "--task-arg", "mask": "--mask", "sigma_y": "--sigma-y",
     "method": "--method", "method_params": "--method-arg", "method_args": "--method-arg",
     "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
-    "steps": "--steps", "vanilla": "--vanilla", "seed": "--seed", "samples": "--samples",
+    "steps": "--steps", "vanilla": "--vanilla", "budget_nfe": "--budget", "deadline_s": "--deadline", "seed": "--seed", "samples": "--samples",
     "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
     "out": "--out", "root": "DATASET_DIR", "device": "--device",
     # train-prior
@@ -73,14 +73,31 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
                    help="the inner solver (default: ddrm)")
     g.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the solver, e.g. --method-arg eta=0.85 (repeatable)")
+    g.add_argument("--budget", type=int, default=None, metavar="N",
+                   help="network evaluations per image (default: 20)")
+    g.add_argument("--split", default=None, metavar="KxI|auto",
+                   help="K outer steps of I solver steps each; auto (the default) chooses them for "
+                        "the budget: 4x5 at 20, 4x13 trimmed to 50 at 50, with the solver's eta=1 "
+                        "unless --method-arg sets it")
     g.add_argument("--outer", type=int, default=None, metavar="K",
-                   help="outer (nested) steps; a restoration is ready after each (default: 5)")
+                   help="outer (nested) steps, with --inner: the same as --split KxI")
     g.add_argument("--inner", type=int, default=None, metavar="I",
-                   help="solver steps inside each outer step (default: 4); K·I network evaluations")
+                   help="solver steps inside each outer step, with --outer")
     g.add_argument("--vanilla", action="store_true",
-                   help="run the solver alone from noise instead of nested (see --steps)")
+                   help="run the solver alone from noise instead of nested, for --budget (or "
+                        "--steps) evaluations")
     g.add_argument("--steps", type=int, default=None, metavar="N",
-                   help="solver steps with --vanilla (default: 20)")
+                   help="solver steps with --vanilla (default: the budget)")
+
+
+def parse_split(text: str) -> tuple[int, int] | None:
+    """``--split``: ``"4x5"`` → ``(4, 5)``; ``"auto"`` → None."""
+    if text == "auto":
+        return None
+    k, sep, i = text.lower().partition("x")
+    if sep and k.isdigit() and i.isdigit() and int(k) >= 1 and int(i) >= 1:
+        return int(k), int(i)
+    raise UsageError(f"`--split`={text!r} must be KxI with integers >= 1 (e.g. 4x5) or auto")
 
 
 def add_prior_args(p: argparse.ArgumentParser) -> None:
@@ -119,18 +136,26 @@ def task_from_args(args: argparse.Namespace, mask: torch.Tensor | None = None) -
 
 def sampler_from_args(args: argparse.Namespace) -> SamplerConfig:
     """The :class:`~nested_inverse.SamplerConfig` of the restoration options."""
-    if args.vanilla and (args.outer is not None or args.inner is not None):
-        raise UsageError("`--vanilla` runs the solver alone; drop `--outer`/`--inner` or `--vanilla`")
+    explicit = args.outer is not None or args.inner is not None
+    if args.vanilla and (explicit or args.split is not None):
+        raise UsageError("`--vanilla` runs the solver alone; drop `--split`/`--outer`/`--inner` or "
+                         "`--vanilla`")
     if not args.vanilla and args.steps is not None:
-        raise UsageError("`--steps` applies to `--vanilla` runs; for nested runs use `--outer` and "
-                         "`--inner`")
+        raise UsageError("`--steps` applies to `--vanilla` runs; for nested runs use `--budget` "
+                         "and `--split`")
+    if explicit and args.split is not None:
+        raise UsageError(f"`--split`={args.split!r} and `--outer`/`--inner` say the same thing; "
+                         "give one of them")
+    if explicit and (args.outer is None or args.inner is None):
+        raise UsageError("`--outer` and `--inner` go together (or use `--split KxI`)")
+    split = parse_split(args.split) if args.split is not None else (
+        (args.outer, args.inner) if explicit else None)
+    outer, inner = split if split is not None else (None, None)
     return SamplerConfig(
         method=args.method,
         method_args=parse_key_values(args.method_arg, "--method-arg"),
-        outer=5 if args.outer is None else args.outer,
-        inner=4 if args.inner is None else args.inner,
-        vanilla=args.vanilla,
-        steps=20 if args.steps is None else args.steps,
+        outer=outer, inner=inner, vanilla=args.vanilla, steps=args.steps,
+        budget_nfe=args.budget,
     )
 
 

@@ -22,7 +22,7 @@ from ..errors import UsageError
 from ..imageio import center_crop, load_image
 from ..metrics import image_quality
 from ..problem import Problem
-from ..sampling import SamplerConfig
+from ..sampling import SamplerConfig, budget_for_deadline
 from ..tasks import Task, image_generator, image_seed
 from .anim import frames, gif_bytes, pick, strip_bytes
 from .common import (add_prior_args, add_sampler_args, add_task_args, load_mask, load_prior_cached,
@@ -63,6 +63,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--center-crop", type=int, default=None, metavar="N",
                    help="centre-crop each input to N×N pixels first")
     add_sampler_args(p)
+    p.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock seconds per image: the run stops with its latest result; with "
+                        "the auto split and no --budget, one timed evaluation sets the budget")
     add_prior_args(p)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the per-image random generators (default: 0)")
@@ -90,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     mask = load_mask(args.mask) if args.mask else None
     task = task_from_args(args, mask)
     sampler = sampler_from_args(args)
+    if args.deadline is not None and not args.deadline > 0:
+        raise UsageError(f"`--deadline`={args.deadline} must be > 0 seconds")
     if not args.sigma_y >= 0:
         raise UsageError(f"`--sigma-y`={args.sigma_y} must be >= 0 (on the [0, 1] scale; 0.05 = 5 %)")
     geometry = task.geometry()
@@ -195,8 +200,10 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
     out = Path(args.out)
     problem = item.problem.to(device)
     start = time.perf_counter()
-    run = sampler.sampler(sampler.solver(prior, problem)).iterate(
-        [image_generator(args.seed, item.path.name, "sample", 0)])
+    if args.deadline is not None and sampler.auto and args.budget is None:
+        sampler = sampler.with_budget(budget_for_deadline(prior, problem, args.deadline))
+    run = sampler.run(prior, problem, [image_generator(args.seed, item.path.name, "sample", 0)],
+                      deadline_s=args.deadline)
     with tqdm(total=sampler.budget, desc=item.name, unit="NFE", disable=args.no_progress,
               leave=False) as bar:
         results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
@@ -239,7 +246,8 @@ def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
     record: dict[str, Any] = {
         "command": "restore", "version": __version__, "input": str(item.path),
         **task.describe(), "mask": args.mask, "sigma_y": args.sigma_y,
-        **sampler.describe(), "prior": args.prior, "device": str(device),
+        **sampler.describe(), "deadline_s": args.deadline, "prior": args.prior,
+        "device": str(device),
         "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds, "degrade": args.degrade,
         "center_crop": args.center_crop, "image_shape": list(x01.shape[1:]),
         "observation_shape": list(item.problem.y01.shape[1:]), "nfe": int(shown[-1][0]),

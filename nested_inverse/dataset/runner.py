@@ -300,8 +300,7 @@ class _Job:
         finals, nfes = [], []
         if self.prior is not None:
             for k in range(self.samples):
-                sampler = self.sampler.sampler(self.sampler.solver(self.prior, problem))
-                final = run_to_end(sampler.iterate(gens("sample", k)))[-1]
+                final = run_to_end(self.sampler.run(self.prior, problem, gens("sample", k)))[-1]
                 check_result(final.image, ", ".join(rels))
                 finals.append(problem.from_model(final.image).cpu())
                 nfes.append(final.nfe)

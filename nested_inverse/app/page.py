@@ -1,0 +1,300 @@
+"""The Gradio page around :class:`~nested_inverse.app.session.Session`: inputs on the left, the
+streamed restoration, the buttons that steer it and the downloads on the right.
+
+Each tab gets its own session, found by Gradio's per-tab session hash, and closing the tab stops
+its run. Mistakes (a file that is not an image, a mask of the wrong size, a bad setting) are shown
+as messages on the page, naming the field, the value and what is accepted; never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+from torch import Tensor
+
+import operators
+
+from .. import solvers
+from ..errors import UsageError
+from ..guidance import Edit, Resample, SetInnerSteps
+from .inputs import (Source, editor_composite, named_images, painted_mask, read_image, read_mask,
+                     read_named)
+from .job import GENERATE, INPAINT_MASK, Settings
+from .session import Frame, Session, Sessions, caption
+
+__all__ = ["TASKS", "build_page", "display_factor"]
+
+log = logging.getLogger(__name__)
+
+#: The tasks offered, in the page's order: the painted/uploaded mask first, then every registered
+#: operator, then unconditional generation.
+TASKS = [INPAINT_MASK, *operators.available(), GENERATE]
+
+#: Library argument names → the page's field labels, for messages.
+_FIELDS = {"sigma_y": "σ_y", "center_crop": "centre crop", "budget_nfe": "budget (NFE)",
+           "deadline_s": "deadline (s)", "outer": "outer steps K", "inner": "inner steps I",
+           "method_params": "method", "method_args": "method", "steps": "steps",
+           "SetInnerSteps.steps": "inner steps from the next step", "x": "image"}
+
+_DISPLAY_SIDE = 256  # small results are enlarged (nearest neighbour) to about this for viewing
+
+_INTRO = """\
+# nested-inverse: anytime restoration
+Load an image, choose the degradation and press **Run**: after every outer step of nested
+diffusion a finished restoration appears, with its network evaluations (NFE) and time. Stop when
+it is good, Resample a step you dislike, Pause and paint on the result to steer it.
+"""
+
+
+def on_page(message: str) -> str:
+    """A library message with every `` `argument` `` shown as the page's field label."""
+    return re.sub(r"`([A-Za-z_.]+)`", lambda m: f"'{_FIELDS.get(m.group(1), m.group(1))}'",
+                  " ".join(message.split()))
+
+
+def display_factor(height: int, width: int) -> int:
+    """The integer enlargement that brings an image's larger side to about 256 pixels (≥ 1)."""
+    return max(1, _DISPLAY_SIDE // max(height, width))
+
+
+def _shown(x: Tensor) -> np.ndarray:
+    """A ``[1, C, H, W]`` model-range image as ``[H·f, W·f, 3]`` uint8 for the page."""
+    x01 = ((x.detach().float().cpu()[0] + 1) / 2).clamp(0, 1)
+    if x01.shape[0] == 1:
+        x01 = x01.expand(3, -1, -1)
+    f = display_factor(*x01.shape[-2:])
+    arr = (x01 * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(arr.repeat(f, 0).repeat(f, 1))
+
+
+def _unshown(image01: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """An enlarged page image ``[1, 3, H·f, W·f]`` back to ``shape`` (mean over each f×f block)."""
+    f = display_factor(*shape[-2:])
+    if f > 1 and tuple(image01.shape[-2:]) == (shape[-2] * f, shape[-1] * f):
+        image01 = torch.nn.functional.avg_pool2d(image01, f)
+    return image01
+
+
+def _int(value: Any, zero_is_none: bool = False) -> Any:
+    """A page number as an int when it is a whole number (None stays None; others are left for
+    the settings to refuse with a message)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return None if zero_is_none and value == 0 else value
+
+
+def _float(value: Any) -> Any:
+    return None if value is None or value == "" else float(value)
+
+
+def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
+    """The page, with ``max_runs`` runs at once over all tabs (more wait in Gradio's queue)."""
+
+    def session_of(request: gr.Request) -> Session:
+        return sessions.get(request.session_hash)
+
+    def loaded(source: Source, session: Session) -> dict[str, Any]:
+        session.source = source
+        arr = (source.image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        h, w = arr.shape[:2]
+        gr.Info(f"{source.name}: {w}×{h} pixels", duration=3)
+        return {"background": arr, "layers": [], "composite": arr}
+
+    def on_upload(path: Any, request: gr.Request) -> Any:
+        try:
+            return loaded(read_image(path, name=_name_of(path)), session_of(request))
+        except UsageError as err:
+            raise gr.Error(on_page(str(err))) from None
+
+    def on_example(name: str | None, request: gr.Request) -> Any:
+        if not name:
+            return gr.skip()
+        try:
+            return loaded(read_named(name), session_of(request))
+        except UsageError as err:
+            raise gr.Error(on_page(str(err))) from None
+
+    def on_run(canvas: Any, mask_file: Any, task: str, sigma_y: Any, degraded: bool, crop: Any,
+               method: str, outer: Any, inner: Any, seed: Any, budget: Any, deadline: Any,
+               compare: bool, request: gr.Request) -> Any:
+        session = session_of(request)
+        try:
+            settings = Settings(task=task, sigma_y=_float(sigma_y) or 0.0, degraded=bool(degraded),
+                                method=method, outer=_int(outer), inner=_int(inner),
+                                seed=_int(seed) or 0, budget_nfe=_int(budget, zero_is_none=True),
+                                deadline_s=_float(deadline) or None,
+                                center_crop=_int(crop, zero_is_none=True),
+                                compare_vanilla=bool(compare))
+            source = _with_mask(session.source, canvas, mask_file, task)
+            for frame in session.run(settings, source):
+                yield _outputs(frame, settings.compare_vanilla)
+        except UsageError as err:
+            raise gr.Error(on_page(str(err))) from None
+        except Exception as err:  # noqa: BLE001 - the page shows one line, the log the rest
+            log.exception("run failed")
+            raise gr.Error(f"the run failed: {type(err).__name__}: {on_page(str(err))}") from None
+
+    def on_uncertainty(samples: Any, request: gr.Request) -> Any:
+        session = session_of(request)
+        try:
+            for std, n in session.uncertainty(_int(samples)):
+                peak = float(std.max())
+                shown = std / peak if peak > 0 else std
+                yield gr.update(value=_shown(shown[None, None] * 2 - 1),
+                                label=f"per-pixel std over {n} samples (white = {peak:.3f})")
+        except UsageError as err:
+            raise gr.Error(on_page(str(err))) from None
+
+    def act_on(session: Session, act: Any, *values: Any) -> None:
+        try:
+            act(session, *values)
+        except (UsageError, ValueError) as err:
+            gr.Warning(on_page(str(err)))
+
+    # Gradio passes the request only to a parameter annotated gr.Request, so one signature each.
+    def control(act: Any) -> Any:
+        def handler(request: gr.Request) -> None:
+            act_on(session_of(request), act)
+        return handler
+
+    def control_with(act: Any) -> Any:
+        def handler(value: Any, request: gr.Request) -> None:
+            act_on(session_of(request), act, value)
+        return handler
+
+    def edit(session: Session, canvas: Any) -> None:
+        image = editor_composite(canvas)
+        if image is None or session.job is None:
+            raise UsageError("`edit`: nothing painted; Pause, paint on the current result, then "
+                             "apply")
+        session.command(Edit(_unshown(image, session.job.image_shape)))
+
+    with gr.Blocks(title="nested-inverse") as page:
+        gr.Markdown(_INTRO)
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Upload an image (PNG, JPEG, TIFF)", type="filepath",
+                                 file_types=["image"], elem_id="upload")
+                example = gr.Dropdown(named_images(), value=None, label="…or pick an example",
+                                      elem_id="example")
+                canvas = gr.ImageEditor(
+                    label="The image: for inpaint-mask, paint the region to fill", sources=(),
+                    type="numpy", image_mode="RGBA", elem_id="canvas",
+                    brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"))
+                mask_file = gr.File(label="…or upload a mask (white = observed, black = missing)",
+                                    type="filepath", file_types=["image"])
+                task = gr.Dropdown(TASKS, value="sr4", label="Task", elem_id="task")
+                sigma_y = gr.Number(0.0, label="σ_y: noise std on the [0, 1] scale", minimum=0)
+                degraded = gr.Checkbox(False, label="The image is already degraded (it is y)")
+                crop = gr.Number(64, precision=0, minimum=0, elem_id="crop",
+                                 label="Centre crop N×N (0: whole image; the size for generate)")
+                with gr.Accordion("Sampler", open=True):
+                    method = gr.Dropdown(solvers.available(), value="ddrm", label="Method")
+                    with gr.Row():
+                        outer = gr.Number(5, precision=0, minimum=1, label="Outer steps K",
+                                          elem_id="outer")
+                        inner = gr.Number(4, precision=0, minimum=1, label="Inner steps I",
+                                          elem_id="inner")
+                        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                    with gr.Row():
+                        budget = gr.Number(None, precision=0, label="Budget (NFE, optional)")
+                        deadline = gr.Number(None, label="Deadline (s, optional)")
+                    compare = gr.Checkbox(False, label="Show vanilla x̂0 beside, at equal NFE")
+                run = gr.Button("Run", variant="primary", elem_id="run")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Load an image and press Run.", elem_id="status")
+                with gr.Row():
+                    result = gr.Image(label="Restoration", type="numpy", interactive=False,
+                                      elem_id="result", height=320)
+                    vanilla = gr.Image(label="Vanilla x̂0", type="numpy", interactive=False,
+                                       visible=False, height=320)
+                with gr.Row():
+                    stop = gr.Button("Stop (keep this result)", variant="stop", elem_id="stop")
+                    resample = gr.Button("Resample last step", elem_id="resample")
+                    pause = gr.Button("Pause", elem_id="pause")
+                    resume = gr.Button("Continue", elem_id="continue")
+                with gr.Row():
+                    new_inner = gr.Number(4, precision=0, minimum=1,
+                                          label="Inner steps from the next step")
+                    set_inner = gr.Button("Set inner steps")
+                strip = gr.Gallery(label="Every outer step", columns=10, height=170,
+                                   object_fit="contain", elem_id="strip")
+                with gr.Accordion("Edit: Pause, paint on the result, apply", open=False):
+                    edit_canvas = gr.ImageEditor(label="The current result", sources=(),
+                                                 type="numpy", image_mode="RGB")
+                    apply_edit = gr.Button("Apply edit and continue")
+                downloads = gr.File(label="Downloads: restoration, observation, steps, record",
+                                    file_count="multiple", interactive=False, elem_id="downloads")
+                with gr.Row():
+                    samples = gr.Number(4, precision=0, minimum=2, maximum=16, label="Samples")
+                    uncertain = gr.Button("Uncertainty map (std over samples)")
+                uncertainty = gr.Image(label="Per-pixel std", type="numpy", interactive=False,
+                                       height=240)
+
+        upload.upload(on_upload, [upload], [canvas], concurrency_limit=None)
+        example.change(on_example, [example], [canvas], concurrency_limit=None)
+        inputs = [canvas, mask_file, task, sigma_y, degraded, crop, method, outer, inner, seed,
+                  budget, deadline, compare]
+        run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads],
+                  concurrency_limit=max_runs, concurrency_id="runs")
+        uncertain.click(on_uncertainty, [samples], [uncertainty], concurrency_id="runs")
+        for button, act in ((stop, lambda s: s.stop()), (resample, lambda s: s.command(Resample())),
+                            (pause, lambda s: s.pause()), (resume, lambda s: s.resume())):
+            button.click(control(act), None, None, concurrency_limit=None)
+        set_inner.click(control_with(lambda s, n: s.command(SetInnerSteps(_int(n)))), [new_inner],
+                        None, concurrency_limit=None)
+        apply_edit.click(control_with(edit), [edit_canvas], None, concurrency_limit=None)
+
+        def on_unload(request: gr.Request) -> None:
+            sessions.close(request.session_hash)
+
+        page.unload(on_unload)
+    return page
+
+
+def _name_of(path: Any) -> str | None:
+    """The upload's own file name (Gradio keeps it as the temporary copy's name)."""
+    return Path(path).name if path else None
+
+
+def _with_mask(source: Source | None, canvas: Any, mask_file: Any, task: str) -> Source | None:
+    """``source`` with the mask the page holds for inpaint-mask: the painted one, else the
+    uploaded file; other tasks ignore both."""
+    if source is None or task != INPAINT_MASK:
+        return source
+    layers = canvas.get("layers") if isinstance(canvas, dict) else None
+    mask = painted_mask(layers, source.image)
+    if mask is not None:
+        return Source(source.name, source.image, mask, "painted")
+    if mask_file:
+        return Source(source.name, source.image, read_mask(mask_file, source.image),
+                      _name_of(mask_file))
+    return source
+
+
+def _outputs(frame: Frame, compare: bool) -> tuple[Any, ...]:
+    """The stream's outputs for one frame: status, result, vanilla, strip, edit canvas, files."""
+    if frame.message:
+        gr.Warning(on_page(frame.message))
+    current = frame.current
+    result = gr.update(value=_shown(current.image), label=f"Restoration: {caption(current)}")
+    if compare and frame.vanilla is not None:
+        vanilla = gr.update(value=_shown(frame.vanilla.image), visible=True,
+                            label=f"Vanilla x̂0: {frame.vanilla.nfe} NFE")
+    else:
+        vanilla = gr.update(visible=compare)
+    strip = [(_shown(r.image), caption(r)) for r in frame.results]
+    edit_canvas = gr.skip()
+    if frame.paused:
+        arr = _shown(current.image)
+        edit_canvas = {"background": arr, "layers": [], "composite": arr}
+    files = [str(p) for p in frame.files.values()] if frame.done else gr.skip()
+    return f"**{frame.status}**", result, vanilla, strip, edit_canvas, files
