@@ -199,10 +199,10 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                 with gr.Accordion("Sampler", open=True):
                     method = gr.Dropdown(solvers.available(), value="ddrm", label="Method")
                     with gr.Row():
-                        outer = gr.Number(5, precision=0, minimum=1, label="Outer steps K",
-                                          elem_id="outer")
-                        inner = gr.Number(4, precision=0, minimum=1, label="Inner steps I",
-                                          elem_id="inner")
+                        outer = gr.Number(None, precision=0, minimum=1, elem_id="outer",
+                                          label="Outer steps K (empty: auto)")
+                        inner = gr.Number(None, precision=0, minimum=1, elem_id="inner",
+                                          label="Inner steps I (empty: auto)")
                         seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     with gr.Row():
                         budget = gr.Number(None, precision=0, label="Budget (NFE, optional)")
