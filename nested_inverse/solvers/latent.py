@@ -63,10 +63,17 @@ class LatentInverseSolver(InverseSolver):
                 "ddnm, pigdm, dps) with a pixel prior")
         super().__init__(prior, operator, y, sigma_y, image_shape=image_shape)
         self.pixel_estimate = self.initial_estimate  # A†y (or mid-grey), an image
-        with torch.no_grad():
-            latent = prior.encode(self.pixel_estimate)
-            decoded = prior.decode(latent)
-        if tuple(decoded.shape) != tuple(self.pixel_estimate.shape):
+        shape = tuple(self.pixel_estimate.shape)
+        try:
+            with torch.no_grad():
+                latent = prior.encode(self.pixel_estimate)
+                decoded = prior.decode(latent)
+        except (ValueError, RuntimeError) as err:  # say which two things disagree
+            raise ValueError(
+                f"`prior` ({type(prior).__name__}) does not fit `operator`: it cannot encode the "
+                f"operator's images of shape {shape} ({err}); accepted: a prior whose decoder "
+                "gives the images the operator takes") from err
+        if tuple(decoded.shape) != shape:
             raise ValueError(
                 f"`prior` decodes latents {tuple(latent.shape)} to images of shape "
                 f"{tuple(decoded.shape)}, but `operator` acts on images of shape "
