@@ -94,11 +94,12 @@ class PSLD(LatentDPS):
     ``ẑ0 = ẑ0(z_t)``, ``D``/``E`` the decoder and encoder. Rout et al. write the gluing target
     with ``Aᵀy + (I − AᵀA)``, which is this for operators with orthonormal rows (inpainting
     masks, their setting); ``A†`` keeps it the projection onto ``{x : A x = y}`` for any linear
-    ``A`` (super-resolution by averaging, say). Their algorithm writes squared norms; here both
-    terms are plain norms per image, as DPS's step and :class:`~nested_inverse.DPS` are, so
-    ζ and γ are step lengths and each image's step does not depend on its batch. Defaults: the
-    paper's measurement weight ζ = 1 and gluing weight γ = 0.1. ``A`` must be a
-    :class:`~operators.LinearOperator` (the gluing needs ``A†``).
+    ``A`` (super-resolution by averaging, say). Both terms are plain (unsquared) norms, as in
+    the authors' released sampler and in DPS; here they are taken per image, so each image's step
+    does not depend on its batch. Defaults: ζ = 1 and γ = 0.1, the measurement and gluing weights
+    (``omega``, ``gamma``) the authors' script defaults to; they advise tuning both per task (their
+    box-inpainting run uses 0.1 and 0.01). ``A`` must be a :class:`~operators.LinearOperator` (the
+    gluing needs ``A†``).
 
     On a linear decoder with ``DᵀD = I`` (``E = D⁺ = Dᵀ``) the gluing term is
     ``γ‖Dᵀ A†(y − A D ẑ0)‖``: a pseudo-inverse-weighted misfit, not a copy of the DPS term — the
