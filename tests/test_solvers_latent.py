@@ -201,3 +201,19 @@ def test_a_decoder_whose_images_do_not_fit_the_operator_is_named(tasks):
                                          r"shape \(1, 1, 4, 4\), but `operator` acts on images of "
                                          r"shape \(1, 1, 2, 2\)"):
         LatentDPS(Wrong(), op, y)
+
+
+def test_timesteps_are_explicit_and_a_state_is_a_restart_point(tasks):
+    prior, op, y, sigma_y, _ = tasks["sr2"]
+    solver = LatentDPS(prior, op, y.expand(2, -1, -1, -1), sigma_y)
+    states = list(solver.iterate(timesteps=[999, 600, 300, 10], generator=gen()))
+    assert [s.t for s in states] == [600, 300, 10, -1]
+    assert all(s.x_t.shape == (2, 1, 1, 2) for s in states)
+    # restarting from the state at t = 300 with the generator where that run left it gives the
+    # same end, bit for bit
+    g = gen()
+    for state in solver.iterate(timesteps=[999, 600, 300, 10], generator=g):
+        if state.t == 300:
+            break
+    tail = solver.sample(state.x_t, t_start=300, timesteps=[300, 10], generator=g)
+    assert torch.equal(tail, states[-1].x_t)

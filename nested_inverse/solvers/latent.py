@@ -34,7 +34,8 @@ class LatentInverseSolver(InverseSolver):
     non-linear ``operator``), a latent ``[B, c, h, w]``: it sets the shape, dtype and device of
     the states, as ``A†y`` does for a pixel solver. :meth:`decode` maps states to images;
     :meth:`project` makes an edited latent consistent with noiseless linear data through the
-    image space.
+    image space. Everything a sampler reports from such a solver is a latent, nested results
+    (``AnytimeResult.image``) and guidance ``Edit`` images included; ``restore()`` decodes.
 
     Args:
         prior: a :class:`~nested_inverse.LatentPrior` (``predict`` on latents, ``decode``,

@@ -93,7 +93,7 @@ class PSLD(LatentDPS):
 
     ``ẑ0 = ẑ0(z_t)``, ``D``/``E`` the decoder and encoder. Rout et al. write the gluing target
     with ``Aᵀy + (I − AᵀA)``, which is this for operators with orthonormal rows (inpainting
-    masks, their setting); ``A†`` keeps it the projection onto ``{x : A x = y}`` for any linear
+    masks); ``A†`` keeps it the projection onto ``{x : A x = y}`` for any linear
     ``A`` (super-resolution by averaging, say). Both terms are plain (unsquared) norms, as in
     the authors' released sampler and in DPS; here they are taken per image, so each image's step
     does not depend on its batch. Defaults: ζ = 1 and γ = 0.1, the measurement and gluing weights
