@@ -4,7 +4,9 @@ Draws ``--n`` samples (one batch, the observation repeated) from latent DPS and 
 nested (K×I splits and the default policy ``auto_split``) at equal network evaluations, decodes
 them, and prints the sliced Wasserstein distance to exact posterior samples
 (:meth:`LinearLatentPrior.posterior_sample`), with two reference rows: the prior (what ignoring y
-scores) and a second posterior sample (the floor set by sampling noise).
+scores) and a second posterior sample (the floor set by sampling noise); and one sanity row:
+the exact sampler of ``p(z0 | z_t, y)`` (:class:`~nested_inverse.solvers.ExactPosterior` on the
+latent mixture with ``H = A D``) in every column, which must sit at the floor, vanilla or nested.
 
 The yardstick is tests/test_solvers_latent.py's: a 2-D latent mixture (K = 5, means ~ N(0, I),
 covariances 0.2²·RRᵀ + 0.02·I) under a random 4×2 decoder ``D ~ N(0, 1/4)`` onto 1×2×2 images;
@@ -28,7 +30,7 @@ from nested_inverse import GaussianMixturePrior, NestedSampler
 from nested_inverse.metrics import sliced_wasserstein
 from nested_inverse.planning import auto_split
 from nested_inverse.priors import LinearDecoder, LinearLatentPrior
-from nested_inverse.solvers import PSLD, LatentDPS
+from nested_inverse.solvers import PSLD, ExactPosterior, LatentDPS
 
 F64 = torch.float64
 
@@ -99,9 +101,16 @@ def main() -> None:
         for name, value in refs.items():
             print(f"| {label} | {name} | {value:.3f} | " + " | ".join("" for _ in cols[1:]) + " |")
         ys = y.expand(n, -1, -1, -1)
-        for name in args.solvers:
-            cls, params = SOLVERS[name]
-            solver = cls(prior, op, ys, sigma_y, **params)
+        runs = [(name, *SOLVERS[name]) for name in args.solvers]
+        runs.append(("(exact inner)", None, {}))
+        for name, cls, params in runs:
+            if cls is None:  # exact p(z0 | z_t, y) on the latent mixture, decoded like the others
+                exact = ExactPosterior(prior.latent_gmm, prior.latent_operator(op),
+                                       y.reshape(1, -1).expand(n, -1), sigma_y)
+                exact.decode = prior.decode  # show its latents as the latent solvers do
+                solver = exact
+            else:
+                solver = cls(prior, op, ys, sigma_y, **params)
             cells, start = [], time.perf_counter()
             for _, budget, split in cols:
                 gen = torch.Generator().manual_seed(4)
