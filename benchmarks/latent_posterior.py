@@ -85,7 +85,7 @@ def main() -> None:
     n = args.n
     cols = columns(args.budgets)
     print(f"Linear latent yardstick: latent d=2, K=5, decoder 4×2 onto 1×2×2 images; n={n}; "
-          "sliced W2 of decoded samples to the exact posterior (256 projections); equal NFE per column")
+          "sliced W2 of decoded samples to the exact posterior (256 projections); equal NFE per column\n")
     header = "| task | solver | " + " | ".join(c[0] for c in cols) + " |"
     print(header)
     print("|" + "|".join("---" for _ in header.split("|")[1:-1]) + "|")
