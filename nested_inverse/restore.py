@@ -157,7 +157,8 @@ def restore(
     device = torch.device(getattr(prior, "device", y01.device))
     problem = Problem(y01.to(dtype=dtype, device=device), _operator(operator, image_shape), sigma_y)
     if budget_nfe is None and deadline_s is not None and not vanilla and outer_steps == "auto":
-        budget_nfe = budget_for_deadline(prior, problem, deadline_s)
+        budget_nfe = budget_for_deadline(solvers.make(method, prior, problem, **method_params),
+                                         deadline_s)
     config = SamplerConfig(method=method, method_args=method_params, vanilla=vanilla,
                            steps=steps if steps is not None or not vanilla else budget_nfe,
                            outer_eta=outer_eta, budget_nfe=budget_nfe,

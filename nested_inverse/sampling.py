@@ -151,24 +151,25 @@ class SamplerConfig:
         return record
 
 
-def budget_for_deadline(prior: Prior, problem: Problem, deadline_s: float) -> int:
-    """Evaluations per image that fit ``deadline_s`` seconds, from one timed evaluation.
+def budget_for_deadline(solver: Solver, deadline_s: float) -> int:
+    """Evaluations per image that fit ``deadline_s`` seconds, from one timed solver step.
 
-    One ``prior.predict`` on noise shaped like the restoration (like its latent, for a
-    :class:`~nested_inverse.LatentPrior`), at the noisiest timestep (the
-    probe is spent outside the run: its seconds are taken off the deadline, its result dropped);
+    One :meth:`Solver.step` from the noisiest timestep, so the probe costs what a step of the run
+    costs: the network evaluation and whatever the solver adds to it (ΠGDM's and DPS's
+    vector–Jacobian products, a latent solver's decoder). The probe is spent outside the run: its
+    seconds are taken off the deadline and its result dropped;
     ``⌊(deadline − probe)/(probe·DEADLINE_MARGIN)⌋``, at least 1. The run itself still keeps to
     the deadline as it measures its own rate (:meth:`NestedSampler.iterate`).
     """
     if not float(deadline_s) > 0:
         raise UsageError(f"`deadline_s`={deadline_s!r} must be > 0 seconds")
-    x = torch.randn(problem.image_shape, dtype=problem.y.dtype, device=problem.y.device)
-    if isinstance(prior, LatentPrior):
-        with torch.no_grad():
-            x = torch.randn_like(prior.encode(x))
+    T = solver.num_timesteps
+    # A private generator: the probe must not advance the caller's random state.
+    generator = torch.Generator(device=solver.initial_estimate.device).manual_seed(0)
     start = time.perf_counter()
+    x = solver.initial_state(T - 1, generator)
     with torch.no_grad():
-        x0, _ = prior.predict(x, len(prior.alphas_cumprod) - 1)
-    float(x0.flatten()[0])  # the device has finished
+        x_s, _ = solver.step(x, T - 1, T // 2, generator)
+    float(x_s.flatten()[0])  # the device has finished
     probe = time.perf_counter() - start
     return max(1, math.floor((float(deadline_s) - probe) / (probe * DEADLINE_MARGIN)))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import operators
-from nested_inverse import GaussianMixturePrior, NestedSampler, Problem, restore
+from nested_inverse import GaussianMixturePrior, NestedSampler, Problem, restore, solvers
 from nested_inverse.priors import LinearDecoder, LinearLatentPrior
 from nested_inverse.restore import generators
 from nested_inverse.sampling import budget_for_deadline
@@ -68,7 +68,7 @@ def test_pixel_solvers_are_refused_on_a_latent_prior_and_the_reverse(prior):
 def test_a_deadline_alone_probes_the_latent_and_keeps_to_it(prior):
     x, op, y = observation(prior)
     # the probe evaluates the prior on a latent (a pixel-shaped probe would be refused)
-    assert budget_for_deadline(prior, Problem(y, op), 1.0) >= 1
+    assert budget_for_deadline(solvers.make("psld", prior, Problem(y, op)), 1.0) >= 1
     out, results = restore(y, op, prior=prior, seed=0, deadline_s=1.0, return_intermediates=True,
                            progress=False)
     assert out.shape == x.shape and results[-1].elapsed_s <= 1.0

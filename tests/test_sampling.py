@@ -73,3 +73,37 @@ def test_the_policy_run_spends_exactly_the_budget(budget, spent):
 def test_bad_settings_are_usage_errors_naming_the_argument(kwargs, match):
     with pytest.raises(UsageError, match=match):
         SamplerConfig(**kwargs)
+
+
+class _SlowStep:
+    """A solver whose step costs ``seconds`` beyond its (free) network evaluation, as ΠGDM's VJP
+    or a latent solver's decoder does."""
+
+    num_timesteps = 1000
+    initial_estimate = torch.zeros(1, 1, 2, 2)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.steps = seconds, []
+
+    def initial_state(self, t_start, generator):
+        return torch.randn(1, 1, 2, 2, generator=generator)
+
+    def step(self, x_t, t, s, generator):
+        import time
+        time.sleep(self.seconds)
+        self.steps.append((t, s))
+        return x_t, x_t
+
+
+def test_the_deadline_probe_times_a_whole_solver_step_and_leaves_the_callers_rng():
+    from nested_inverse.sampling import budget_for_deadline
+
+    solver = _SlowStep(0.05)
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    budget = budget_for_deadline(solver, 1.0)
+    # ⌊(1 − p)/(1.15·p)⌋ with p ≥ 0.05 s: at most 16; a probe of the network alone would be ~free
+    assert 1 <= budget <= 16 and solver.steps == [(999, 500)]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    with pytest.raises(UsageError, match=r"`deadline_s`=0 must be > 0 seconds"):
+        budget_for_deadline(solver, 0)

@@ -201,7 +201,8 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
     problem = item.problem.to(device)
     start = time.perf_counter()
     if args.deadline is not None and sampler.auto and args.budget is None:
-        sampler = sampler.with_budget(budget_for_deadline(prior, problem, args.deadline))
+        sampler = sampler.with_budget(budget_for_deadline(sampler.solver(prior, problem),
+                                                               args.deadline))
     run = sampler.run(prior, problem, [image_generator(args.seed, item.path.name, "sample", 0)],
                       deadline_s=args.deadline)
     with tqdm(total=sampler.budget, desc=item.name, unit="NFE", disable=args.no_progress,
