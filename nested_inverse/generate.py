@@ -102,13 +102,13 @@ class GenerationRun(Iterator[GeneratedStep]):
     def _decoded(self, result: AnytimeResult) -> GeneratedStep:
         if self.latest is not None and self.latest.result is result:
             return self.latest
-        started = time.perf_counter()
-        if result.outer_step == 0 and result.nfe == 0:
-            image = torch.full(self.image_shape, 0.5, device=result.image.device)
+        if result.outer_step == 0 and result.nfe == 0:  # nothing estimated yet: nothing to decode
+            image, seconds = torch.full(self.image_shape, 0.5, device=result.image.device), 0.0
         else:
+            started = time.perf_counter()
             with torch.no_grad():
                 image = (self.prior.decode(result.image) / 2 + 0.5).clamp(0, 1)
-        seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - started
         self.decode_s += seconds
         self.latest = GeneratedStep(image, result, self.prior.network_images - self._images0, seconds)
         return self.latest
