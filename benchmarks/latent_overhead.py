@@ -1,0 +1,114 @@
+"""Per-step cost of latent generation apart from the network and the decoder (issue 11's 5 % target).
+
+A nested generation (K outer × I inner guided DDIM steps) is run over a latent prior with the
+denoiser's forward timed by hooks and the decoder timed by the stream (``decode_s``). What is left,
+``total − network − decoding``, is everything else: guidance (the 2B batch, the split and
+ε_u + s(ε_c − ε_u)), the ε/v conversion in float64, the DDIM updates and noise, the nested outer
+steps, the stream and its bookkeeping. It is reported per NFE as a share of one network evaluation
+(one batched pass of 2B latents with guidance, B without).
+
+    python benchmarks/latent_overhead.py                      # tiny SD and DiT pipelines
+    python benchmarks/latent_overhead.py --latent 64          # tiny networks at SD-sized latents
+    python benchmarks/latent_overhead.py --dit-xl --latent 32 # DiT-XL/2's size, random weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import nested_inverse as ni
+from nested_inverse.priors import LatentDiffusionPrior, load_latent_pipeline, save_tiny_dit, save_tiny_sd
+
+
+class NetworkClock:
+    """Seconds spent inside ``module.forward``, from forward pre/post hooks."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.seconds, self.calls, self._start = 0.0, 0, 0.0
+        module.register_forward_pre_hook(self._pre)
+        module.register_forward_hook(self._post)
+
+    def _pre(self, *_):
+        self._start = time.perf_counter()
+
+    def _post(self, *_):
+        self.seconds += time.perf_counter() - self._start
+        self.calls += 1
+
+
+def dit_xl(folder: Path) -> LatentDiffusionPrior:
+    """DiT-XL/2's transformer (28 layers, hidden 1152, 1000 classes) with random weights over the
+    tiny VAE: the real network's cost, for the denominator."""
+    from diffusers import DiTTransformer2DModel
+
+    prior = load_latent_pipeline(folder)
+    torch.manual_seed(0)
+    big = DiTTransformer2DModel(num_attention_heads=16, attention_head_dim=72, in_channels=4,
+                                out_channels=8, num_layers=28, sample_size=32, patch_size=2,
+                                num_embeds_ada_norm=1000).eval()
+    return LatentDiffusionPrior(big, prior.vae, prior.scheduler_config)
+
+
+def measure(prior, cond: dict, scale: float, batch: int, latent: int, outer: int, inner: int,
+            repeats: int) -> dict:
+    clock = NetworkClock(prior.denoiser)
+    f = prior.vae_scale_factor
+    kw = dict(outer_steps=outer, inner_steps=inner, num_images=batch, height=latent * f,
+              width=latent * f, guidance_scale=scale, **cond)
+    ni.generate(prior, **kw)  # warm-up
+    rows = []
+    for r in range(repeats):
+        clock.seconds, clock.calls = 0.0, 0
+        start = time.perf_counter()
+        out = ni.generate(prior, seed=r, **kw)
+        total = time.perf_counter() - start
+        net = clock.seconds
+        rows.append((total, net, out.decode_s, out.nfe, out.network_images))
+    rows.sort(key=lambda row: (row[0] - row[1] - row[2]) / row[3])
+    total, net, dec, nfe, images = rows[len(rows) // 2]  # the median run by overhead
+    other = total - net - dec
+    return {"nfe": nfe, "images": images, "net_ms": net / nfe * 1e3, "dec_ms": dec / (outer) * 1e3,
+            "other_ms": other / nfe * 1e3, "share": other / net * 100}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latent", type=int, default=8, help="latent side h = w (default 8)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--outer", type=int, default=4)
+    parser.add_argument("--inner", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: steadier timings on a shared CPU)")
+    parser.add_argument("--dit-xl", action="store_true",
+                        help="only DiT-XL/2's transformer (random weights; slow on CPU)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    root = Path(tempfile.mkdtemp())
+    if args.dit_xl:
+        pipelines = {"DiT-XL/2 (random)": (dit_xl(save_tiny_dit(root / "dit")), {"class_label": 207}, 4.0)}
+    else:
+        sd = load_latent_pipeline(save_tiny_sd(root / "sd"))
+        dit = load_latent_pipeline(save_tiny_dit(root / "dit"))
+        pipelines = {"tiny SD": (sd, {"prompt": "a photo of a cat"}, 7.5),
+                     "tiny DiT": (dit, {"class_label": 3}, 4.0)}
+    print(f"latents [{args.batch}, 4, {args.latent}, {args.latent}], {args.outer}×{args.inner} "
+          f"nested, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print("| pipeline | guidance | NFE | network images | network per NFE | decoder per outer step "
+          "| everything else per NFE | share of one NFE |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (prior, cond, scale) in pipelines.items():
+        for s in (scale, 1.0):
+            m = measure(prior, cond, s, args.batch, args.latent, args.outer, args.inner, args.repeats)
+            print(f"| {name} | s = {s:g} | {m['nfe']} | {m['images']} | {m['net_ms']:.2f} ms | "
+                  f"{m['dec_ms']:.2f} ms | {m['other_ms']:.3f} ms | {m['share']:.1f} % |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
