@@ -141,4 +141,4 @@ def test_cli_generate_writes_image_strip_and_record(folders, tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
     code = main(["generate", "--class", "3", "--prior", str(tmp_path / "none"), "--out",
                  str(tmp_path / "bad"), "--no-progress"])
-    assert code == 2 and "no such folder" in capsys.readouterr().err
+    assert code == 2 and "`--prior`=" in (err := capsys.readouterr().err) and "no such folder" in err

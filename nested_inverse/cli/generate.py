@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         prior = load_latent_pipeline(args.prior, torch_dtype=_DTYPES[args.dtype], device=device,
                                      allow_pickle=args.allow_pickle)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:  # the loader names its argument `path`
         raise UsageError(str(err).replace("`path`", "`--prior`")) from err
     created = check_writable(args.out)
     out = Path(args.out)
