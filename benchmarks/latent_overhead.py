@@ -3,7 +3,8 @@
 A nested generation (K outer × I inner guided DDIM steps) is run over a latent prior with the
 denoiser's forward timed by hooks and the decoder timed by the stream (``decode_s``). What is left,
 ``total − network − decoding``, is everything else: guidance (the 2B batch, the split and
-ε_u + s(ε_c − ε_u)), the ε/v conversion in float64, the DDIM updates and noise, the nested outer
+ε_u + s(ε_c − ε_u)), the ε/v conversion in float64 (together: the time inside the guided prior's
+``predict`` outside the network, shown apart), the DDIM updates and noise, the nested outer
 steps, the stream and its bookkeeping. It is reported per NFE as a share of one network evaluation
 (one batched pass of 2B latents with guidance, B without).
 
@@ -54,26 +55,44 @@ def dit_xl(folder: Path) -> LatentDiffusionPrior:
     return LatentDiffusionPrior(big, prior.vae, prior.scheduler_config)
 
 
+def timed_predict(guided) -> list[float]:
+    """Wrap ``guided.predict`` on the instance; returns the list its seconds accumulate in."""
+    spent, inner = [0.0], guided.predict
+
+    def predict(z_t, t):
+        start = time.perf_counter()
+        try:
+            return inner(z_t, t)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    guided.predict = predict
+    return spent
+
+
 def measure(prior, cond: dict, scale: float, batch: int, latent: int, outer: int, inner: int,
             repeats: int) -> dict:
     clock = NetworkClock(prior.denoiser)
     f = prior.vae_scale_factor
     kw = dict(outer_steps=outer, inner_steps=inner, num_images=batch, height=latent * f,
-              width=latent * f, guidance_scale=scale, **cond)
-    ni.generate(prior, **kw)  # warm-up
+              width=latent * f)
+    ni.generate(prior.conditioned(**cond, guidance_scale=scale), **kw)  # warm-up
     rows = []
     for r in range(repeats):
+        guided = prior.conditioned(**cond, guidance_scale=scale)
+        in_predict = timed_predict(guided)
         clock.seconds, clock.calls = 0.0, 0
         start = time.perf_counter()
-        out = ni.generate(prior, seed=r, **kw)
+        out = ni.generate(guided, seed=r, **kw)
         total = time.perf_counter() - start
         net = clock.seconds
-        rows.append((total, net, out.decode_s, out.nfe, out.network_images))
-    rows.sort(key=lambda row: (row[0] - row[1] - row[2]) / row[3])
-    total, net, dec, nfe, images = rows[len(rows) // 2]  # the median run by overhead
+        rows.append((total, net, out.decode_s, in_predict[0], out.nfe, out.network_images))
+    rows.sort(key=lambda row: (row[0] - row[1] - row[2]) / row[4])
+    total, net, dec, pred, nfe, images = rows[len(rows) // 2]  # the median run by overhead
     other = total - net - dec
-    return {"nfe": nfe, "images": images, "net_ms": net / nfe * 1e3, "dec_ms": dec / (outer) * 1e3,
-            "other_ms": other / nfe * 1e3, "share": other / net * 100}
+    return {"nfe": nfe, "images": images, "net_ms": net / nfe * 1e3, "dec_ms": dec / outer * 1e3,
+            "other_ms": other / nfe * 1e3, "guide_ms": (pred - net) / nfe * 1e3,
+            "share": other / net * 100}
 
 
 def main() -> None:
@@ -101,13 +120,14 @@ def main() -> None:
     print(f"latents [{args.batch}, 4, {args.latent}, {args.latent}], {args.outer}×{args.inner} "
           f"nested, {torch.get_num_threads()} threads, median of {args.repeats}")
     print("| pipeline | guidance | NFE | network images | network per NFE | decoder per outer step "
-          "| everything else per NFE | share of one NFE |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| everything else per NFE | of which guidance + conversion | share of one NFE |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, (prior, cond, scale) in pipelines.items():
         for s in (scale, 1.0):
             m = measure(prior, cond, s, args.batch, args.latent, args.outer, args.inner, args.repeats)
             print(f"| {name} | s = {s:g} | {m['nfe']} | {m['images']} | {m['net_ms']:.2f} ms | "
-                  f"{m['dec_ms']:.2f} ms | {m['other_ms']:.3f} ms | {m['share']:.1f} % |", flush=True)
+                  f"{m['dec_ms']:.2f} ms | {m['other_ms']:.3f} ms | {m['guide_ms']:.3f} ms | "
+                  f"{m['share']:.1f} % |", flush=True)
 
 
 if __name__ == "__main__":
