@@ -243,7 +243,8 @@ def generate(
 
     >>> import tempfile
     >>> import nested_inverse as ni
-    >>> prior = ni.load_latent_pipeline(ni.priors.save_tiny_dit(tempfile.mkdtemp()))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> prior = ni.load_latent_pipeline(ni.priors.save_tiny_dit(folder.name))
     >>> out = ni.generate(prior, class_label=3, outer_steps=2, inner_steps=3, height=16, width=16)
     >>> out.images.shape, out.nfe, out.network_images, [s.nfe for s in out.steps]
     (torch.Size([1, 3, 16, 16]), 6, 12, [0, 3, 6])

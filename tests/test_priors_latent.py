@@ -226,3 +226,25 @@ def test_pipeline_folders_with_missing_parts(folders, tmp_path):
     with pytest.raises(ValueError, match=r"only a pickled checkpoint.*allow_pickle=True"):
         load_latent_pipeline(pickled)
     assert load_latent_pipeline(pickled, allow_pickle=True).kind == "class"
+
+
+def test_the_prior_itself_is_the_unconditional_model(sd, dit):
+    z, t = _z(), 700
+    tt = torch.tensor([t, t])
+    with torch.no_grad():
+        e_sd = sd.denoiser(z, tt, encoder_hidden_states=_text(sd, [""]).expand(2, -1, -1)).sample
+        e_dit = dit.denoiser(z, timestep=tt, class_labels=torch.tensor([10, 10])).sample[:, :4]
+    assert torch.equal(sd.predict(z, t)[1], e_sd)  # the empty prompt, as SD's unconditional input
+    assert torch.equal(dit.predict(z, t)[1], e_dit)  # the null class
+
+
+def test_dit_configs_named_transformer2dmodel_load_as_dit(folders, tmp_path):
+    # DiT checkpoints saved by older diffusers call their transformer "Transformer2DModel"
+    folder = tmp_path / "old_dit"
+    shutil.copytree(folders["dit"], folder)
+    config_file = folder / "transformer" / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "_class_name": "Transformer2DModel"}))
+    prior = load_latent_pipeline(folder)
+    assert (type(prior.denoiser).__name__, prior.kind, prior.num_classes) == \
+        ("DiTTransformer2DModel", "class", 10)

@@ -92,7 +92,8 @@ class LatentDiffusionPrior(nn.Module):
 
     >>> import tempfile
     >>> from nested_inverse.priors import load_latent_pipeline, save_tiny_dit
-    >>> prior = load_latent_pipeline(save_tiny_dit(tempfile.mkdtemp()))
+    >>> folder = tempfile.TemporaryDirectory()  # removed when it is garbage-collected
+    >>> prior = load_latent_pipeline(save_tiny_dit(folder.name))
     >>> prior.kind, prior.num_classes, prior.latent_shape(2, 16, 16)
     ('class', 10, (2, 4, 8, 8))
     >>> guided = prior.conditioned(class_label=3, guidance_scale=4.0)
