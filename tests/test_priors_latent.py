@@ -248,3 +248,16 @@ def test_dit_configs_named_transformer2dmodel_load_as_dit(folders, tmp_path):
     prior = load_latent_pipeline(folder)
     assert (type(prior.denoiser).__name__, prior.kind, prior.num_classes) == \
         ("DiTTransformer2DModel", "class", 10)
+
+
+def test_prompt_embeddings_are_those_of_diffusers_sd_pipeline(sd):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer,
+                                   unet=sd.denoiser, scheduler=DDIMScheduler.from_config(sd.scheduler_config),
+                                   safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    cond, uncond = pipe.encode_prompt("a red cat", "cpu", 1, True, "blurry")
+    guided = sd.conditioned(prompt="a red cat", negative_prompt="blurry", guidance_scale=7.5)
+    assert torch.equal(guided.condition.cond, cond) and torch.equal(guided.condition.uncond, uncond)
+    assert pipe.vae_scale_factor == sd.vae_scale_factor

@@ -128,6 +128,11 @@ class LatentDiffusionPrior(nn.Module):
             missing = "text_encoder" if text_encoder is None else "tokenizer"
             raise ValueError(f"`{missing}`=None but {type(denoiser).__name__} is text-conditional; "
                              "accepted: a CLIPTextModel and a CLIPTokenizer")
+        if self.kind == "text" and denoiser.config.get("addition_embed_type") is not None:
+            # SDXL-style UNets also need pooled text embeddings and size conditioning
+            raise ValueError(f"`denoiser` has addition_embed_type="
+                             f"{denoiser.config['addition_embed_type']!r} (an SDXL-style UNet), which "
+                             "is not supported; accepted: SD 1.x/2.x UNet2DConditionModels")
         vae_config = getattr(vae, "config", None)
         if vae_config is None or "scaling_factor" not in vae_config:
             raise ValueError(f"`vae` ({type(vae).__name__}) has no diffusers config with "
