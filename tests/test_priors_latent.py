@@ -103,6 +103,13 @@ def test_guided_prediction_is_eps_u_plus_s_times_difference(sd, dit):
     assert torch.allclose(eps, e_u + s * (e_c - e_u), rtol=0, atol=1e-5)
     assert not torch.allclose(eps, e_c, atol=1e-3)
     assert (guided.nfe, guided.network_images, guided.images_per_latent) == (1, 4, 2)
+    # diffusers' own recipe (StableDiffusionPipeline): one pass over [uncond; cond], then combine
+    c = guided.condition
+    with torch.no_grad():
+        both = sd.denoiser(torch.cat([z, z]), torch.cat([tt, tt]), encoder_hidden_states=torch.cat(
+            [c.uncond.expand(2, -1, -1), c.cond.expand(2, -1, -1)])).sample
+    noise_uncond, noise_text = both.chunk(2)
+    assert torch.equal(eps, noise_uncond + s * (noise_text - noise_uncond))
 
     guided = dit.conditioned(class_label=4, guidance_scale=s)
     _, eps = guided.predict(z, t)
