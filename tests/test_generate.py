@@ -79,6 +79,10 @@ def test_nfe_network_images_and_decoding_reported_apart(sd, dit):
     assert (out.nfe, out.network_images) == (6, 6)  # no unconditional pass at s = 1
     assert ni.generate(sd, "a cat", outer_steps=2, inner_steps=3, height=16, width=16,
                        budget_nfe=4).nfe == 4
+    # a deadline that has passed before the first evaluation ends: only the mid-grey start
+    late = ni.generate(sd, "a cat", outer_steps=2, inner_steps=3, height=16, width=16,
+                       deadline_s=1e-9)
+    assert [s.nfe for s in late.steps] == [0] and torch.equal(late.images, late.steps[0].image)
 
 
 def test_guidance_commands_pass_through(dit):
