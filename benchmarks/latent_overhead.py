@@ -6,7 +6,10 @@ denoiser's forward timed by hooks and the decoder timed by the stream (``decode_
 ε_u + s(ε_c − ε_u)), the ε/v conversion in float64 (together: the time inside the guided prior's
 ``predict`` outside the network, shown apart), the DDIM updates and noise, the nested outer
 steps, the stream and its bookkeeping. It is reported per NFE as a share of one network evaluation
-(one batched pass of 2B latents with guidance, B without).
+(one batched pass of 2B latents with guidance, B without). A second measurement runs the same
+nested sampler with the denoiser's forward replaced by the identity ("instant network", as
+``solver_overhead.py`` does for solvers): its time per NFE is the overhead alone, without the noise
+of subtracting two large timings.
 
     python benchmarks/latent_overhead.py                      # tiny SD and DiT pipelines
     python benchmarks/latent_overhead.py --latent 64          # tiny networks at SD-sized latents
@@ -70,6 +73,32 @@ def timed_predict(guided) -> list[float]:
     return spent
 
 
+class _Output:
+    def __init__(self, sample: torch.Tensor) -> None:
+        self.sample = sample
+
+
+def instant_overhead(prior, cond: dict, scale: float, shape: tuple, outer: int, inner: int,
+                     repeats: int) -> float:
+    """Milliseconds per NFE of the nested sampler with the denoiser's forward replaced by one that
+    returns its input (no decoding): the sampler's own work, free of timing noise from the network."""
+    forward = prior.denoiser.forward
+    prior.denoiser.forward = lambda x, *args, **kwargs: _Output(x)
+    try:
+        guided = prior.conditioned(**cond, guidance_scale=scale)
+        sampler = ni.NestedSampler.unconditional(guided, shape, outer, inner, device=prior.device)
+        times = []
+        for r in range(repeats + 1):  # the first is a warm-up
+            gens = [torch.Generator().manual_seed(r * 100 + i) for i in range(shape[0])]
+            start = time.perf_counter()
+            with torch.no_grad():
+                sampler.sample(gens)
+            times.append((time.perf_counter() - start) / (outer * inner))
+        return sorted(times[1:])[len(times[1:]) // 2] * 1e3
+    finally:
+        prior.denoiser.forward = forward
+
+
 def measure(prior, cond: dict, scale: float, batch: int, latent: int, outer: int, inner: int,
             repeats: int) -> dict:
     clock = NetworkClock(prior.denoiser)
@@ -90,7 +119,10 @@ def measure(prior, cond: dict, scale: float, batch: int, latent: int, outer: int
     rows.sort(key=lambda row: (row[0] - row[1] - row[2]) / row[4])
     total, net, dec, pred, nfe, images = rows[len(rows) // 2]  # the median run by overhead
     other = total - net - dec
-    return {"nfe": nfe, "images": images, "net_ms": net / nfe * 1e3, "dec_ms": dec / outer * 1e3,
+    shape = (batch, prior.latent_channels, latent, latent)
+    instant = instant_overhead(prior, cond, scale, shape, outer, inner, max(repeats, 5))
+    return {"instant_ms": instant, "instant_share": instant / (net / nfe * 1e3) * 100,
+            "nfe": nfe, "images": images, "net_ms": net / nfe * 1e3, "dec_ms": dec / outer * 1e3,
             "other_ms": other / nfe * 1e3, "guide_ms": (pred - net) / nfe * 1e3,
             "share": other / net * 100}
 
@@ -120,14 +152,16 @@ def main() -> None:
     print(f"latents [{args.batch}, 4, {args.latent}, {args.latent}], {args.outer}×{args.inner} "
           f"nested, {torch.get_num_threads()} threads, median of {args.repeats}")
     print("| pipeline | guidance | NFE | network images | network per NFE | decoder per outer step "
-          "| everything else per NFE | of which guidance + conversion | share of one NFE |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| everything else per NFE | of which guidance + conversion | share of one NFE "
+          "| everything else, instant network | its share |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (prior, cond, scale) in pipelines.items():
         for s in (scale, 1.0):
             m = measure(prior, cond, s, args.batch, args.latent, args.outer, args.inner, args.repeats)
             print(f"| {name} | s = {s:g} | {m['nfe']} | {m['images']} | {m['net_ms']:.2f} ms | "
                   f"{m['dec_ms']:.2f} ms | {m['other_ms']:.3f} ms | {m['guide_ms']:.3f} ms | "
-                  f"{m['share']:.1f} % |", flush=True)
+                  f"{m['share']:.1f} % | {m['instant_ms']:.3f} ms | {m['instant_share']:.1f} % |",
+                  flush=True)
 
 
 if __name__ == "__main__":
