@@ -11,9 +11,11 @@ The public API, by concept:
 - the problem: :class:`Problem` (observation in [0, 1], operator, noise; operators live in the
   separate ``operators`` package);
 - priors: :class:`Prior`, :class:`DiffusionPrior`, :class:`GaussianMixturePrior`,
-  :func:`load_prior`, :func:`train_prior`, :class:`CountingPrior`;
-- solvers: :class:`DDRM`, :class:`DDNM`, :class:`PiGDM`, :class:`DPS`, :class:`DDIM` (and the
-  registry ``nested_inverse.solvers.make/available``);
+  :func:`load_prior`, :func:`train_prior`, :class:`CountingPrior`; latent ones:
+  :class:`LatentPrior`, and the exact :class:`LinearLatentPrior` over a :class:`LinearDecoder`;
+- solvers: :class:`DDRM`, :class:`DDNM`, :class:`PiGDM`, :class:`DPS`, :class:`DDIM`; latent:
+  :class:`LatentInverseSolver`, :class:`LatentDPS`, :class:`PSLD` (and the registry
+  ``nested_inverse.solvers.make/available``);
 - the anytime stream: :class:`NestedSampler`, :class:`VanillaSampler`, :class:`SamplerConfig`,
   :class:`AnytimeResult`, :class:`AnytimeRun`, and the guidance commands :class:`Edit`,
   :class:`Resample`, :class:`SetInnerSteps`, :class:`Stop`;
@@ -47,6 +49,8 @@ from .priors import (
     GuidedLatentPrior,
     LatentDiffusionPrior,
     LatentPrior,
+    LinearDecoder,
+    LinearLatentPrior,
     Prior,
     load_latent_pipeline,
     load_prior,
@@ -55,7 +59,19 @@ from .priors import (
 from .problem import Problem
 from .restore import restore
 from .sampling import SamplerConfig
-from .solvers import DDIM, DDNM, DDRM, DPS, InverseSolver, PiGDM, Solver, SolverState
+from .solvers import (
+    DDIM,
+    DDNM,
+    DDRM,
+    DPS,
+    PSLD,
+    InverseSolver,
+    LatentDPS,
+    LatentInverseSolver,
+    PiGDM,
+    Solver,
+    SolverState,
+)
 
 __version__ = "0.1.0"
 
@@ -64,13 +80,15 @@ __all__ = [
     "restore", "generate",
     # generation with latent priors
     "GeneratedStep", "Generation", "GenerationRun", "GuidedLatentPrior", "LatentDiffusionPrior",
-    "LatentPrior", "generation_run", "load_latent_pipeline",
+    "generation_run", "load_latent_pipeline",
     # the problem
     "Problem",
     # priors
-    "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "Prior", "load_prior", "train_prior",
+    "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "LatentPrior", "LinearDecoder",
+    "LinearLatentPrior", "Prior", "load_prior", "train_prior",
     # solvers
-    "DDIM", "DDNM", "DDRM", "DPS", "InverseSolver", "PiGDM", "Solver", "SolverState",
+    "DDIM", "DDNM", "DDRM", "DPS", "InverseSolver", "LatentDPS", "LatentInverseSolver", "PSLD",
+    "PiGDM", "Solver", "SolverState",
     # the anytime stream and guidance
     "AnytimeResult", "AnytimeRun", "Edit", "NestedSampler", "Resample", "SamplerConfig",
     "SetInnerSteps", "Stop", "VanillaSampler",

@@ -5,6 +5,9 @@ every front end shares: a :class:`~nested_inverse.Problem` (which owns the conve
 range, ``y_model = 2·y − A 1``), the solver and sampler a :class:`~nested_inverse.SamplerConfig`
 names, and the anytime stream run to its end.
 
+With a :class:`~nested_inverse.LatentPrior` the image and the operator still live in image space;
+the solver (a latent one, PSLD by default) works on latents and every result is decoded.
+
 References:
     Elata, Kawar, Michaeli, Elad, "Nested Diffusion Processes for Anytime Image Generation",
     2023, arXiv 2305.19066.
@@ -24,7 +27,8 @@ from operators import LinearOperator
 
 from .anytime import run_to_end
 from .imageio import from_tensor, to_tensor
-from .priors import Prior, load_prior
+from . import solvers
+from .priors import LatentPrior, Prior, load_prior
 from .problem import Problem
 from .sampling import DEFAULT_BUDGET, SamplerConfig, budget_for_deadline
 
@@ -72,7 +76,7 @@ def restore(
     y: Any,
     operator: LinearOperator | str,
     sigma_y: float = 0.0,
-    method: str = "ddrm",
+    method: str | None = None,
     outer_steps: int | str = "auto",
     inner_steps: int | None = None,
     prior: Prior | str | None = None,
@@ -100,13 +104,21 @@ def restore(
         operator: an ``operators.LinearOperator``, or a registry name (``"sr4"``, ``"inpaint-box"``,
             see ``operators.available()``) together with ``image_shape``.
         sigma_y: observation noise std on the [0, 1] scale (0.05 = 5 % of the range).
-        method: inner solver, ``"ddrm"``, ``"ddnm"``, ``"pigdm"`` or ``"dps"``.
+        method: inner solver: ``"ddrm"`` (the default for a pixel prior), ``"ddnm"``, ``"pigdm"``
+            or ``"dps"``; with a latent prior ``"psld"`` (its default) or ``"latent-dps"``. A pixel
+            solver with a latent prior, or the reverse, raises ``ValueError`` naming what fits.
         outer_steps, inner_steps: K and I. ``"auto"`` (the default, with ``inner_steps=None``)
             is the default policy for the budget (:func:`~nested_inverse.planning.auto_split`:
             4 × 5 at 20 evaluations, 4 × 13 trimmed to 50 at 50, with the inner solver's η = 1
             unless ``method_params`` sets it; benchmarks/RESULTS.md, "Final quality"). A number
             of outer steps without ``inner_steps`` gives ``⌈budget/K⌉`` inner steps.
-        prior: None for the bundled default, a path / Hub id, or a ready prior.
+        prior: None for the bundled default, a path / Hub id, or a ready prior. A
+            :class:`~nested_inverse.LatentPrior` (``predict`` on latents, ``decode``/``encode``)
+            restores in its latent space: ``y`` and ``operator`` stay in image space, the solver's
+            states are latents and every result (each outer step, ``A†y`` first as
+            ``decode(encode(A†y))``) is decoded before it is returned. There is no prompt
+            argument: a conditional latent prior binds its prompt (or class) when it is built,
+            so steering by text comes through the prior object passed here.
         seed: one generator per image (``seed + i``) for reproducible results; None for fresh
             randomness.
         return_intermediates: also return the results after each outer step.
@@ -138,6 +150,8 @@ def restore(
         torch.Size([1, 3, 32, 32])
     """
     prior = load_prior(prior)
+    latent = isinstance(prior, LatentPrior)
+    method = solvers.default_method(prior) if method is None else method
     y01 = to_tensor(y)
     dtype = getattr(prior, "dtype", y01.dtype)
     device = torch.device(getattr(prior, "device", y01.device))
@@ -158,6 +172,9 @@ def restore(
         results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
 
     def convert(x: Tensor) -> Any:
+        if latent:  # results are latents: show the images they decode to
+            with torch.no_grad():
+                x = prior.decode(x)
         return from_tensor(problem.from_model(x), y)
 
     if not return_intermediates:

@@ -21,7 +21,7 @@ from .anytime import AnytimeRun, VanillaSampler
 from .errors import UsageError
 from .nested import NestedSampler
 from .planning import DEADLINE_MARGIN, auto_split, nested_defaults
-from .priors import Prior
+from .priors import LatentPrior, Prior
 from .problem import Problem
 from .solvers.base import Solver, unit_interval
 
@@ -154,7 +154,8 @@ class SamplerConfig:
 def budget_for_deadline(prior: Prior, problem: Problem, deadline_s: float) -> int:
     """Evaluations per image that fit ``deadline_s`` seconds, from one timed evaluation.
 
-    One ``prior.predict`` on noise shaped like the restoration, at the noisiest timestep (the
+    One ``prior.predict`` on noise shaped like the restoration (like its latent, for a
+    :class:`~nested_inverse.LatentPrior`), at the noisiest timestep (the
     probe is spent outside the run: its seconds are taken off the deadline, its result dropped);
     ``⌊(deadline − probe)/(probe·DEADLINE_MARGIN)⌋``, at least 1. The run itself still keeps to
     the deadline as it measures its own rate (:meth:`NestedSampler.iterate`).
@@ -162,6 +163,9 @@ def budget_for_deadline(prior: Prior, problem: Problem, deadline_s: float) -> in
     if not float(deadline_s) > 0:
         raise UsageError(f"`deadline_s`={deadline_s!r} must be > 0 seconds")
     x = torch.randn(problem.image_shape, dtype=problem.y.dtype, device=problem.y.device)
+    if isinstance(prior, LatentPrior):
+        with torch.no_grad():
+            x = torch.randn_like(prior.encode(x))
     start = time.perf_counter()
     with torch.no_grad():
         x0, _ = prior.predict(x, len(prior.alphas_cumprod) - 1)

@@ -87,7 +87,7 @@ beside vanilla DDRM's x̂0 at the same evaluation count.
 """),
     code(SMALL + '''
 SIZE = 32 if SMALL else 128          # crop side in pixels (a multiple of 4)
-OUTER, INNER = (3, 3) if SMALL else (5, 4)   # K outer steps × I inner evaluations each
+BUDGET = 9 if SMALL else 20          # network evaluations per restoration
 '''),
     code('''
 import torch
@@ -127,7 +127,11 @@ show_grid([[x] + list(observations.values())], ["clean"] + list(observations))
 ## Restore: nested DDRM against vanilla DDRM
 
 `ni.restore(y, operator, sigma_y, method, outer_steps, inner_steps, prior, seed,
-return_intermediates)` takes and returns images in [0, 1]. With `return_intermediates=True` it also
+return_intermediates)` takes and returns images in [0, 1]. Given only a budget (`budget_nfe`), it
+chooses the split itself (`outer_steps="auto"`): 4 outer steps of about a quarter of the budget each
+(fewer for budgets under 16), with DDRM's inner runs fully stochastic (η = 1), the policy that ended
+level with or above vanilla on held-out photos (benchmarks/RESULTS.md, "Final quality: the default
+policy"); `outer_steps=K, inner_steps=I` sets it by hand. With `return_intermediates=True` it also
 returns one `AnytimeResult` per outer step (`A†y` first, at 0 evaluations); each carries `.image`
 and `.nfe`, the network evaluations spent so far. With `vanilla=True` it runs the solver alone for
 `steps` evaluations and the intermediates are its x̂0 after every step. Loading the prior once and
@@ -135,14 +139,12 @@ passing it in saves reloading it for every call.
 """),
     code('''
 prior = ni.DiffusionPrior.default()       # the bundled 16.9 M-parameter texture prior
-budget = OUTER * INNER
 runs = {}
 for name, (op, sigma_y) in tasks.items():
     y = observations[name]
-    nested, steps = ni.restore(y, op, sigma_y, method="ddrm", outer_steps=OUTER,
-                               inner_steps=INNER, prior=prior, seed=0,
-                               return_intermediates=True, progress=False)
-    _, vsteps = ni.restore(y, op, sigma_y, method="ddrm", vanilla=True, steps=budget,
+    nested, steps = ni.restore(y, op, sigma_y, method="ddrm", budget_nfe=BUDGET, prior=prior,
+                               seed=0, return_intermediates=True, progress=False)
+    _, vsteps = ni.restore(y, op, sigma_y, method="ddrm", vanilla=True, steps=BUDGET,
                            prior=prior, seed=0, return_intermediates=True, progress=False)
     runs[name] = steps, {r.nfe: r.image for r in vsteps}
     print(f"{name:18s} nested {psnr(nested, x).item():5.2f} dB after {steps[-1].nfe} NFE; "
@@ -180,7 +182,7 @@ for ax, (name, (steps, vanilla)) in zip(axes[0], runs.items()):
     nested_curve = [(r.nfe, psnr(r.image, x).item()) for r in steps]
     vanilla_curve = [(n, psnr(img, x).item()) for n, img in sorted(vanilla.items())]
     for label, curve in (("nested", nested_curve), ("vanilla x̂0", vanilla_curve)):
-        q = anytime_quality(curve, budget)
+        q = anytime_quality(curve, BUDGET)
         ax.step(*zip(*curve), where="post", marker="o", ms=3, label=f"{label} (anytime {q:.1f} dB)")
     ax.set(title=name, xlabel="network evaluations", ylabel="PSNR (dB)")
     ax.legend(fontsize=7)

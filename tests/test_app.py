@@ -96,6 +96,13 @@ def test_a_budget_caps_the_run(session):
     assert json.loads(frames[-1].files["record"].read_text())["nfe"] == 4
 
 
+def test_empty_split_fields_take_the_default_policy(session):
+    frames = list(session.run(settings(outer=None, inner=None, budget_nfe=8), read_named("coffee")))
+    assert steps(frames[:-1]) == [(0, 0), (1, 4), (2, 8)]  # auto_split(8) = 2 × 4, DDRM at η = 1
+    record = json.loads(frames[-1].files["record"].read_text())
+    assert (record["split"], record["method_args"], record["nfe"]) == ("auto", {"eta": 1.0}, 8)
+
+
 def test_vanilla_beside_at_equal_evaluations(session):
     frames = list(session.run(settings(compare_vanilla=True), read_named("coffee")))
     assert [f.vanilla.nfe for f in frames[:-1]] == [0, 2, 4, 6]

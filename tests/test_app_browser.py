@@ -158,7 +158,8 @@ def test_a_closed_tab_stops_its_run(server, browser):
     wait.until(ec.presence_of_element_located((By.ID, "example")))
     browser.find_element(By.CSS_SELECTOR, "#example input").send_keys("coffee", Keys.ENTER)
     wait.until(lambda d: "coffee.png: 600×400 pixels" in d.find_element(By.TAG_NAME, "body").text)
-    set_number(browser, "outer", 200)
+    set_number(browser, "outer", 200)  # a long run, still going when the tab closes
+    set_number(browser, "inner", 4)
     browser.find_element(By.ID, "run").click()
     wait.until(lambda d: "running: step" in status(d))
     before = log.read_text().count("a tab closed; its run was stopped")

@@ -47,7 +47,8 @@ class Settings:
             degrading and assumed when restoring.
         degraded: the image is already the observation ``y`` (else it is clean and degraded first).
         method: the inner solver (``solvers.available()``).
-        outer, inner: K outer steps of I inner evaluations.
+        outer, inner: K outer steps of I inner evaluations; both None (the page's empty fields)
+            for the default split of the budget (:func:`~nested_inverse.planning.auto_split`).
         seed: seeds the per-image generators (as ``restore --seed``).
         budget_nfe, deadline_s: optional caps (see :meth:`NestedSampler.iterate`).
         center_crop: centre-crop the input to N×N first (None: the whole image); for ``generate``
@@ -59,8 +60,8 @@ class Settings:
     sigma_y: float = 0.0
     degraded: bool = False
     method: str = "ddrm"
-    outer: int = 5
-    inner: int = 4
+    outer: int | None = None
+    inner: int | None = None
     seed: int = 0
     budget_nfe: int | None = None
     deadline_s: float | None = None
@@ -90,10 +91,14 @@ class Settings:
         self.config()  # outer, inner and the method's parameters
 
     def config(self, vanilla: bool = False) -> SamplerConfig:
-        """The sampler: nested K×I, or (``vanilla``) the solver alone for K·I steps."""
+        """The sampler: nested K×I (the default policy's when unset), or (``vanilla``) the
+        solver alone for as many evaluations as the nested run spends."""
+        nested = SamplerConfig(method=self.method, method_args=dict(self.method_args),
+                               outer=self.outer, inner=self.inner, budget_nfe=self.budget_nfe)
+        if not vanilla:
+            return nested
         return SamplerConfig(method=self.method, method_args=dict(self.method_args),
-                             outer=self.outer, inner=self.inner, vanilla=vanilla,
-                             steps=self.outer * self.inner)
+                             vanilla=True, steps=nested.budget)
 
 
 @dataclass
@@ -129,9 +134,10 @@ class Job:
         s = self.settings
         if self.problem is None:
             ddim = DDIM(prior, self.image_shape, device=self.device)
+            split = s.config()
             if vanilla:
-                return VanillaSampler(ddim, s.outer * s.inner)
-            return NestedSampler(ddim, s.outer, s.inner)
+                return VanillaSampler(ddim, split.budget)
+            return NestedSampler(ddim, split.outer, split.inner)
         config = s.config(vanilla)
         return config.sampler(config.solver(prior, self.problem))
 

@@ -21,6 +21,7 @@ from torch import Tensor
 import operators
 
 from .. import solvers
+from ..solvers.latent import is_latent_prior
 from ..errors import UsageError
 from ..guidance import Edit, Resample, SetInnerSteps
 from .inputs import (Source, editor_composite, named_images, painted_mask, read_image, read_mask,
@@ -197,12 +198,15 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                 crop = gr.Number(64, precision=0, minimum=0, elem_id="crop",
                                  label="Centre crop N×N (0: whole image; the size for generate)")
                 with gr.Accordion("Sampler", open=True):
-                    method = gr.Dropdown(solvers.available(), value="ddrm", label="Method")
+                    # only the solvers that fit the served prior (pixel or latent)
+                    fitting = solvers.available(latent=is_latent_prior(sessions.prior))
+                    method = gr.Dropdown(fitting, value=solvers.default_method(sessions.prior),
+                                         label="Method")
                     with gr.Row():
-                        outer = gr.Number(5, precision=0, minimum=1, label="Outer steps K",
-                                          elem_id="outer")
-                        inner = gr.Number(4, precision=0, minimum=1, label="Inner steps I",
-                                          elem_id="inner")
+                        outer = gr.Number(None, precision=0, minimum=1, elem_id="outer",
+                                          label="Outer steps K (empty: auto)")
+                        inner = gr.Number(None, precision=0, minimum=1, elem_id="inner",
+                                          label="Inner steps I (empty: auto)")
                         seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     with gr.Row():
                         budget = gr.Number(None, precision=0, label="Budget (NFE, optional)")

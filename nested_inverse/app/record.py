@@ -61,7 +61,7 @@ def _record(job: Job, shown: list[tuple[int, Tensor]], seconds: float, prior_nam
     record: dict[str, Any] = {
         "command": "serve", "version": __version__, "input": job.source.name,
         **task, "mask": mask, "sigma_y": s.sigma_y,
-        **s.config().describe(), "prior": prior_name, "device": str(job.device),
+        **s.config().describe(), "deadline_s": s.deadline_s, "prior": prior_name, "device": str(job.device),
         "dtype": dtype, "seed": s.seed, "seeds": job.seeds, "degrade": not s.degraded,
         "center_crop": s.center_crop, "image_shape": list(x01.shape[1:]),
         "observation_shape": list(problem.y01.shape[1:]) if problem is not None else None,

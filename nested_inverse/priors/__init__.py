@@ -11,6 +11,9 @@ exact Gaussian mixture, and training the bundled default.
   classifier-free guidance (``conditional.py``); :func:`load_latent_pipeline` (``pipelines.py``)
   reads a pipeline folder; ``tiny.py`` writes tiny random ones for tests.
 - :class:`GaussianMixturePrior` (``gmm.py``): exact denoiser and posterior, the yardstick.
+- :class:`LatentPrior` (``protocol.py``): a prior over latents with ``decode``/``encode``;
+  :class:`LinearLatentPrior` and :class:`LinearDecoder` (``linear_latent.py``): a Gaussian mixture
+  over latents under a fixed linear decoder, the exact yardstick of latent restoration.
 - :func:`train_prior` (``training.py``, data in ``patches.py``): the recipe of the bundled
   ``natural-patches-64`` prior.
 """
@@ -19,6 +22,7 @@ from .conditional import Condition, GuidedLatentPrior, guide
 from .diffusers import DiffusionPrior
 from .gmm import GaussianMixturePrior
 from .latent import LatentDiffusionPrior
+from .linear_latent import LinearDecoder, LinearLatentPrior
 from .loading import load_prior
 from .pipelines import load_latent_pipeline
 from .protocol import CountingPrior, LatentPrior, Prior
@@ -27,6 +31,6 @@ from .tiny import save_tiny_dit, save_tiny_sd
 from .training import train_prior
 
 __all__ = ["Condition", "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "GuidedLatentPrior",
-           "LatentDiffusionPrior", "LatentPrior", "Prior", "alphas_cumprod_from_schedule", "guide",
-           "linear_alphas_cumprod", "load_latent_pipeline", "load_prior", "save_tiny_dit",
-           "save_tiny_sd", "train_prior"]
+           "LatentDiffusionPrior", "LatentPrior", "LinearDecoder", "LinearLatentPrior", "Prior",
+           "alphas_cumprod_from_schedule", "guide", "linear_alphas_cumprod", "load_latent_pipeline",
+           "load_prior", "save_tiny_dit", "save_tiny_sd", "train_prior"]

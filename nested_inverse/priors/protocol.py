@@ -50,7 +50,10 @@ class CountingPrior:
     """Wraps a prior and counts its network evaluations.
 
     ``nfe`` counts ``predict`` calls per image (a call on a batch of B counts once, as the batch
-    runs in parallel); ``images`` counts evaluated images (B per call).
+    runs in parallel); ``images`` counts evaluated images (B per call). When the wrapped prior is a
+    :class:`LatentPrior`, its ``decode`` and ``encode`` are forwarded unchanged (and not counted:
+    they are decoder calls, not network evaluations of the diffusion prior), so the wrapper is a
+    ``LatentPrior`` exactly when the prior is.
 
     Example:
         >>> import torch, operators
@@ -70,6 +73,10 @@ class CountingPrior:
         self.alphas_cumprod = prior.alphas_cumprod
         self.nfe = 0
         self.images = 0
+        # Instance attributes, not methods: a wrapped pixel prior must not look latent.
+        if isinstance(prior, LatentPrior):
+            self.decode = prior.decode
+            self.encode = prior.encode
 
     def predict(self, x_t: Tensor, t: int | Tensor) -> tuple[Tensor, Tensor]:
         self.nfe += 1

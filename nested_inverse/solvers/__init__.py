@@ -4,6 +4,9 @@
   only its ``step``.
 - Inverse-problem solvers: :class:`DDRM`, :class:`DDNM` (and DDNM+), :class:`PiGDM`, :class:`DPS`;
   by name through the registry (``registry.py``): ``make("ddrm", prior, problem)``, ``available()``.
+- Latent solvers on a :class:`~nested_inverse.LatentPrior` (``latent.py``, ``psld.py``):
+  :class:`LatentInverseSolver` (state in latent space, data in image space), :class:`LatentDPS`
+  and :class:`PSLD`; registered as ``"latent-dps"`` and ``"psld"``.
 - :class:`DDIM`: the prior alone, for generation; :class:`ExactPosterior`: the exact sampler on a
   Gaussian mixture, the yardstick for nested diffusion.
 """
@@ -14,8 +17,11 @@ from .ddnm import DDNM
 from .ddrm import DDRM
 from .dps import DPS
 from .exact import ExactPosterior
+from .latent import LatentInverseSolver
 from .pigdm import PiGDM
-from .registry import available, describe, get, make, register
+from .psld import PSLD, LatentDPS
+from .registry import available, default_method, describe, get, make, register
 
-__all__ = ["DDIM", "DDNM", "DDRM", "DPS", "ExactPosterior", "InverseSolver", "PiGDM", "Solver",
-           "SolverState", "available", "ddim_step", "describe", "get", "make", "register"]
+__all__ = ["DDIM", "DDNM", "DDRM", "DPS", "PSLD", "ExactPosterior", "InverseSolver", "LatentDPS",
+           "LatentInverseSolver", "PiGDM", "Solver", "SolverState", "available", "ddim_step",
+           "default_method", "describe", "get", "make", "register"]

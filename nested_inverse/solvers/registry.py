@@ -5,10 +5,16 @@ Mirrors :mod:`operators.registry`. A solver class is built as ``cls(prior, opera
 their own through the entry-point group ``nested_inverse.solvers`` (name = method name, value =
 the class); these are loaded the first time names are listed or looked up.
 
+Pixel solvers work on image priors, latent solvers (subclasses of
+:class:`~nested_inverse.solvers.LatentInverseSolver`) on a
+:class:`~nested_inverse.LatentPrior`; :func:`make` refuses a mismatch, naming the methods that fit.
+
 Example:
     >>> from nested_inverse import solvers
     >>> solvers.available()
-    ['ddnm', 'ddrm', 'dps', 'pigdm']
+    ['ddnm', 'ddrm', 'dps', 'latent-dps', 'pigdm', 'psld']
+    >>> solvers.available(latent=True)
+    ['latent-dps', 'psld']
     >>> solvers.describe("ddrm")
     'ddrm: DDRM (eta=0.85, eta_b=1.0, rcond=None)'
 """
@@ -24,9 +30,12 @@ from .base import Solver
 from .ddnm import DDNM
 from .ddrm import DDRM
 from .dps import DPS
+from .latent import LatentInverseSolver, is_latent_prior
 from .pigdm import PiGDM
+from .psld import PSLD, LatentDPS
 
-__all__ = ["ENTRY_POINT_GROUP", "available", "describe", "get", "make", "parameters", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "available", "default_method", "describe", "get", "make", "parameters",
+           "register"]
 
 ENTRY_POINT_GROUP = "nested_inverse.solvers"
 
@@ -62,10 +71,20 @@ def _load_entry_points() -> None:
             _PLUGINS.setdefault(ep.name, ep)
 
 
-def available() -> list[str]:
-    """Registered method names, sorted (built-ins and installed plug-ins)."""
+def available(latent: bool | None = None) -> list[str]:
+    """Registered method names, sorted (built-ins and installed plug-ins); with ``latent`` only the
+    latent solvers (True) or the pixel solvers (False). Filtering loads the plug-ins it lists."""
     _load_entry_points()
-    return sorted(set(_REGISTRY) | set(_PLUGINS))
+    names = sorted(set(_REGISTRY) | set(_PLUGINS))
+    if latent is None:
+        return names
+    return [n for n in names if issubclass(get(n), LatentInverseSolver) == bool(latent)]
+
+
+def default_method(prior: Prior) -> str:
+    """The method a front end uses when none is named: ``"ddrm"`` for a pixel prior, ``"psld"``
+    for a :class:`~nested_inverse.LatentPrior` (benchmarks/RESULTS.md, issue 11)."""
+    return "psld" if is_latent_prior(prior) else "ddrm"
 
 
 def get(method: str) -> type[Solver]:
@@ -114,11 +133,20 @@ def describe(method: str) -> str:
 def make(method: str, prior: Prior, problem: Any, **params: Any) -> Solver:
     """The solver ``method`` for ``problem`` (a :class:`~nested_inverse.Problem`) with ``params``.
 
-    Unknown methods and parameters raise ``ValueError`` naming what is accepted.
+    Unknown methods and parameters, and a pixel solver for a latent prior (or the reverse), raise
+    ``ValueError`` naming what is accepted.
     """
     cls = check_params(method, params)
+    latent_prior, latent_method = is_latent_prior(prior), issubclass(cls, LatentInverseSolver)
+    if latent_prior != latent_method:
+        kind = "a latent prior (it has `decode` and `encode`)" if latent_prior else "a pixel prior"
+        raise ValueError(
+            f"`method`={method!r} is a {'latent' if latent_method else 'pixel'} solver but `prior` "
+            f"({type(prior).__name__}) is {kind}; accepted with this prior: "
+            f"{', '.join(available(latent=latent_prior))}")
     return cls(prior, problem.operator, problem.y, problem.sigma_y, **params)
 
 
-for _name, _cls in (("ddrm", DDRM), ("ddnm", DDNM), ("pigdm", PiGDM), ("dps", DPS)):
+for _name, _cls in (("ddrm", DDRM), ("ddnm", DDNM), ("pigdm", PiGDM), ("dps", DPS),
+                   ("latent-dps", LatentDPS), ("psld", PSLD)):
     register(_name, _cls)
