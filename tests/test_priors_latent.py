@@ -268,3 +268,23 @@ def test_prompt_embeddings_are_those_of_diffusers_sd_pipeline(sd):
     guided = sd.conditioned(prompt="a red cat", negative_prompt="blurry", guidance_scale=7.5)
     assert torch.equal(guided.condition.cond, cond) and torch.equal(guided.condition.uncond, uncond)
     assert pipe.vae_scale_factor == sd.vae_scale_factor
+
+
+@pytest.mark.parametrize("method", ["psld", "latent-dps"])
+def test_a_guided_prior_restores_through_the_latent_solvers(sd, method):
+    import operators
+    from nested_inverse import restore
+
+    op = operators.make("sr2", image_shape=(3, 16, 16))
+    y = op(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    runs = []
+    for _ in range(2):
+        guided = sd.conditioned(prompt="a cat", guidance_scale=3.0)
+        x, results = restore(y, op, prior=guided, method=method, outer_steps=2, inner_steps=2,
+                             seed=0, progress=False, return_intermediates=True)
+        # the restoration solvers need nothing but the LatentPrior members; guidance costs 2B
+        assert [r.nfe for r in results] == [0, 2, 4]
+        assert (guided.nfe, guided.network_images) == (4, 8)
+        assert x.shape == (1, 3, 16, 16) and torch.isfinite(x).all()
+        runs.append(x)
+    assert torch.equal(runs[0], runs[1])
