@@ -131,6 +131,13 @@ def test_cli_generate_writes_image_strip_and_record(folders, tmp_path, capsys):
     assert (record["nfe"], record["network_images"], record["seeds"]) == (4, 8, [1])
     assert [i["nfe"] for i in record["intermediates"]] == [0, 2, 4]
     assert record["outer_timesteps"] == [999, 500] and record["image_shape"] == [3, 16, 16]
+    again = tmp_path / "again"  # the same command again: the same bytes
+    assert main(["generate", "--prompt", "a red cat", "--prior", str(folders["sd"]), "--outer", "2",
+                 "--inner", "2", "--guidance-scale", "5", "--negative-prompt", "blurry",
+                 "--height", "16", "--width", "16", "--seed", "1", "--out", str(again),
+                 "--no-progress"]) == 0
+    for name in ("generated.png", "generated_steps.png", "generated_steps.gif"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
     image = ni.load_image(out / "generated.png")
     assert image.shape == (1, 3, 16, 16)
     # the written image is the API's for the same seed (8-bit rounding)
