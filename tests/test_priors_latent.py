@@ -288,3 +288,16 @@ def test_a_guided_prior_restores_through_the_latent_solvers(sd, method):
         assert x.shape == (1, 3, 16, 16) and torch.isfinite(x).all()
         runs.append(x)
     assert torch.equal(runs[0], runs[1])
+
+
+def test_a_repo_id_is_read_from_the_local_hugging_face_cache(folders, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    # the cache layout huggingface_hub writes: models--owner--name/{refs/main, snapshots/<rev>/}
+    repo = tmp_path / "hub" / "models--owner--tiny-dit"
+    shutil.copytree(folders["dit"], repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    prior = load_latent_pipeline("owner/tiny-dit", local_files_only=True)
+    assert prior.kind == "class" and prior.num_classes == TINY_NUM_CLASSES

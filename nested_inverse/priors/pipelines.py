@@ -63,7 +63,7 @@ def load_latent_pipeline(
     """
     import diffusers
 
-    root = _resolve(path, local_files_only, allow_pickle)
+    root = _resolve(path, local_files_only, allow_pickle, variant)
     index_file = root / "model_index.json"
     if not index_file.is_file():
         raise ValueError(f"`path`={os.fspath(path)!r} has no {index_file.name}; accepted: {_LAYOUT}")
@@ -126,7 +126,12 @@ def _part(root: Path, name: str, path: Any, what: str) -> Path:
     return folder
 
 
-def _resolve(path: str | os.PathLike[str], local_files_only: bool, allow_pickle: bool) -> Path:
+#: the folders of a pipeline this loader reads (a Hub snapshot fetches only these)
+_PARTS = ("unet", "transformer", "vae", "scheduler", "text_encoder", "tokenizer")
+
+
+def _resolve(path: str | os.PathLike[str], local_files_only: bool, allow_pickle: bool,
+             variant: str | None = None) -> Path:
     """The local folder of ``path``: itself, or the cached (or downloaded) snapshot of a repo id."""
     given = os.fspath(path)
     root = Path(given).expanduser()
@@ -139,10 +144,17 @@ def _resolve(path: str | os.PathLike[str], local_files_only: bool, allow_pickle:
                                 "repo id 'owner/name'")
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.txt", "*.safetensors"] + (["*.bin"] if allow_pickle else [])
+    # Only the parts read here: pipeline repos also hold multi-GB single-file checkpoints at the
+    # root, safety checkers and weight variants the loader never touches.
+    weights = ["*.safetensors"] + (["*.bin"] if allow_pickle else [])
+    if variant is not None:
+        weights = [w.replace("*.", f"*.{variant}.") for w in weights]
+    patterns = ["model_index.json"] + [f"{part}/{kind}" for part in _PARTS
+                                       for kind in ("*.json", "*.txt", *weights)]
+    ignore = None if variant is not None else ["*.fp16.*", "*.ema.*", "*non_ema*"]
     try:
         return Path(snapshot_download(given, local_files_only=local_files_only,
-                                      allow_patterns=patterns))
+                                      allow_patterns=patterns, ignore_patterns=ignore))
     except Exception as err:  # noqa: BLE001 - the Hub raises many kinds; all mean "not available"
         where = "in the local Hugging Face cache (local_files_only=True)" if local_files_only \
             else "on the Hub"
