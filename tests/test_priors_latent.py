@@ -301,3 +301,13 @@ def test_a_repo_id_is_read_from_the_local_hugging_face_cache(folders, tmp_path, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     prior = load_latent_pipeline("owner/tiny-dit", local_files_only=True)
     assert prior.kind == "class" and prior.num_classes == TINY_NUM_CLASSES
+
+
+def test_class_names_from_id2label(dit):
+    by_name = dit.conditioned(class_label=["class3", "CLASS7"], guidance_scale=2.0)
+    assert by_name.condition.cond.tolist() == [3, 7]
+    assert dit.conditioned(class_label="class3").condition.cond.tolist() == [3]
+    with pytest.raises(ValueError, match=r"`class_label`='golden retriever' is not a class name of "
+                                         r"this prior; accepted: integers in \[0, 10\) or names "
+                                         r"from its id2label \('class0', 'class1', 'class2', …\)"):
+        dit.conditioned(class_label="golden retriever")

@@ -37,8 +37,9 @@ def add_parser(subparsers: Any) -> None:
     )
     what = p.add_mutually_exclusive_group()
     what.add_argument("--prompt", default=None, help="the text (text-conditional pipelines)")
-    what.add_argument("--class", dest="class_label", type=int, default=None, metavar="N",
-                      help="the class label (class-conditional pipelines, DiT: 0 … 999)")
+    what.add_argument("--class", dest="class_label", type=_class, default=None, metavar="N|NAME",
+                      help="the class label (class-conditional pipelines, DiT: 0 … 999), or a name "
+                           "from the pipeline's id2label, e.g. 'golden retriever'")
     p.add_argument("--prior", required=True, metavar="PATH_OR_REPO_ID",
                    help="a diffusers latent pipeline folder (model_index.json, unet/ or "
                         "transformer/, vae/, scheduler/, text_encoder/, tokenizer/) or a Hub repo id "
@@ -69,6 +70,11 @@ def add_parser(subparsers: Any) -> None:
                    help="the networks' dtype (default: float32; float16/bfloat16 on GPUs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
+
+
+def _class(text: str) -> int | str:
+    """``--class``: an integer label, or a class name looked up in the pipeline's id2label."""
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .latent import LatentDiffusionPrior
 
-__all__ = ["Condition", "GuidedLatentPrior", "class_condition", "guide", "prompt_condition"]
+__all__ = ["Condition", "GuidedLatentPrior", "class_condition", "class_ids", "guide",
+           "prompt_condition"]
 
 
 def guide(eps_u: Tensor, eps_c: Tensor, scale: float) -> Tensor:
@@ -114,6 +115,31 @@ def prompt_condition(
                          "other than 1, or no negative prompt")
     info = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_scale": scale}
     return Condition("text", cond, uncond, scale, info)
+
+
+def class_ids(class_label: Any, id2label: dict[str, str], num_classes: int) -> Any:
+    """``class_label`` with class names replaced by their ids; other values unchanged.
+
+    Names are those of ``id2label`` (DiT's ``model_index.json``: each entry's comma-separated
+    synonyms), matched case-insensitively, as diffusers' ``DiTPipeline.get_label_ids``.
+
+    >>> class_ids(["Goldfish", "tench", 1], {"0": "tench, Tinca tinca", "1": "goldfish"}, 2)
+    [1, 0, 1]
+    """
+    names = [class_label] if isinstance(class_label, str) else class_label
+    if not isinstance(names, (list, tuple)) or not any(isinstance(n, str) for n in names):
+        return class_label
+    lookup = {syn.strip().lower(): int(i) for i, label in id2label.items()
+              for syn in str(label).split(",")}
+    ids = []
+    for name in names:
+        if isinstance(name, str) and name.strip().lower() not in lookup:
+            known = ", ".join(repr(v) for v in list(id2label.values())[:3])
+            raise ValueError(f"`class_label`={name!r} is not a class name of this prior; accepted: "
+                             f"integers in [0, {num_classes}) or names from its id2label "
+                             f"({known + ', …' if known else 'none given'})")
+        ids.append(lookup[name.strip().lower()] if isinstance(name, str) else name)
+    return ids[0] if isinstance(class_label, str) else ids
 
 
 def class_condition(

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .conditional import Condition, GuidedLatentPrior, check_scale, class_condition, prompt_condition
+from .conditional import (Condition, GuidedLatentPrior, check_scale, class_condition, class_ids,
+                          prompt_condition)
 from .diffusers import PREDICTION_TYPES, DiffusionPrior
 from .schedule import alphas_cumprod_from_schedule
 
@@ -213,7 +214,7 @@ class LatentDiffusionPrior(nn.Module):
         self,
         prompt: str | Sequence[str] | None = None,
         negative_prompt: str | Sequence[str] | None = None,
-        class_label: int | Sequence[int] | Tensor | None = None,
+        class_label: int | str | Sequence[int | str] | Tensor | None = None,
         guidance_scale: float = 1.0,
     ) -> GuidedLatentPrior:
         r"""This prior bound to a prompt or class, guided by ``ε_u + s·(ε_c − ε_u)``, as a
@@ -221,7 +222,7 @@ class LatentDiffusionPrior(nn.Module):
 
         Without ``prompt`` / ``class_label`` it is the unconditional model (the empty prompt, the
         null class), and ``guidance_scale`` must be 1. One prompt or label serves the whole batch,
-        or give one per image.
+        or give one per image. Labels may be class names (see :meth:`class_ids`).
         """
         given = {k: v for k, v in (("prompt", prompt), ("negative_prompt", negative_prompt),
                                    ("class_label", class_label)) if v is not None}
@@ -245,7 +246,12 @@ class LatentDiffusionPrior(nn.Module):
             return GuidedLatentPrior(self, Condition("none", None, None, 1.0, {}))
         if self.kind == "text":
             return GuidedLatentPrior(self, prompt_condition(self, prompt, negative_prompt, guidance_scale))
-        return GuidedLatentPrior(self, class_condition(class_label, self.num_classes, guidance_scale))
+        return GuidedLatentPrior(self, class_condition(self.class_ids(class_label), self.num_classes,
+                                                       guidance_scale))
+
+    def class_ids(self, class_label: Any) -> Any:
+        """``class_label`` with class names replaced by ids (see :func:`~.conditional.class_ids`)."""
+        return class_ids(class_label, self.id2label, self.num_classes)
 
     def _kind_words(self) -> str:
         name = type(self.denoiser).__name__
