@@ -169,7 +169,7 @@ def generation_run(
     prior: LatentDiffusionPrior | GuidedLatentPrior | str | os.PathLike[str],
     prompt: str | Sequence[str] | None = None,
     *,
-    class_label: int | Sequence[int] | None = None,
+    class_label: int | str | Sequence[int | str] | None = None,
     negative_prompt: str | Sequence[str] | None = None,
     guidance_scale: float | None = None,
     outer_steps: int = 4,
@@ -212,8 +212,24 @@ def generate(
     prior: LatentDiffusionPrior | GuidedLatentPrior | str | os.PathLike[str],
     prompt: str | Sequence[str] | None = None,
     *,
+    class_label: int | str | Sequence[int | str] | None = None,
+    negative_prompt: str | Sequence[str] | None = None,
+    guidance_scale: float | None = None,
+    outer_steps: int = 4,
+    inner_steps: int = 5,
+    num_images: int = 1,
+    height: int | None = None,
+    width: int | None = None,
+    eta: float = 0.85,
+    outer_eta: float = 0.0,
+    seed: int = 0,
+    generator: Generators = None,
+    budget_nfe: int | None = None,
+    deadline_s: float | None = None,
+    dtype: torch.dtype = torch.float32,
+    torch_dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
     callback: Callable[[GeneratedStep], None] | None = None,
-    **kwargs: Any,
 ) -> Generation:
     r"""Generate images with nested diffusion over a latent prior; a decoded image after every
     outer step.
@@ -222,7 +238,8 @@ def generate(
         prior: a :class:`~nested_inverse.priors.LatentDiffusionPrior`, an already conditioned
             :class:`~nested_inverse.priors.GuidedLatentPrior`, or a pipeline folder.
         prompt: the text (text-conditional priors); a list gives one per image.
-        class_label: the class in ``[0, num_classes)`` (class-conditional priors, DiT).
+        class_label: the class in ``[0, num_classes)`` or its name in ``id2label``
+            (class-conditional priors, DiT); a list gives one per image.
         negative_prompt: the unconditional text of guidance (default ``""``).
         guidance_scale: ``s`` of ``ε_u + s·(ε_c − ε_u)``; default 7.5 with a prompt, 4 with a class
             (diffusers' defaults), 1 without a condition. ``s = 1`` runs no unconditional pass.
@@ -250,7 +267,12 @@ def generate(
     (torch.Size([1, 3, 16, 16]), 6, 12, [0, 3, 6])
     """
     started = time.perf_counter()
-    run = generation_run(prior, prompt, **kwargs)
+    run = generation_run(
+        prior, prompt, class_label=class_label, negative_prompt=negative_prompt,
+        guidance_scale=guidance_scale, outer_steps=outer_steps, inner_steps=inner_steps,
+        num_images=num_images, height=height, width=width, eta=eta, outer_eta=outer_eta, seed=seed,
+        generator=generator, budget_nfe=budget_nfe, deadline_s=deadline_s, dtype=dtype,
+        torch_dtype=torch_dtype, device=device)
     steps = []
     for step in run:
         steps.append(step)
