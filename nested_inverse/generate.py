@@ -245,7 +245,7 @@ def generate(
             (diffusers' defaults), 1 without a condition. ``s = 1`` runs no unconditional pass.
         outer_steps, inner_steps: ``K`` outer steps of ``I`` inner DDIM evaluations (``K·I`` NFE).
         num_images, height, width: ``B`` images of ``H×W`` pixels (default: the model's size;
-            multiples of the VAE factor times the denoiser's).
+            multiples of the VAE factor, times DiT's patch size: 8 for SD, 16 for DiT-XL/2).
         eta, outer_eta: inner and outer DDIM η (0.85 and 0, as Elata et al.).
         seed, generator: ``torch.Generator`` s (one per image) seeded ``seed + i`` unless given.
         budget_nfe, deadline_s: the nested sampler's budget and deadline policies.

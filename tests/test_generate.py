@@ -108,7 +108,7 @@ def test_bad_requests_name_the_argument(sd, dit):
         ni.generate(dit, "a cat", height=16, width=16)
     with pytest.raises(ValueError, match=r"`class_label`=12 is out of range"):
         ni.generate(dit, class_label=12, height=16, width=16)
-    with pytest.raises(ValueError, match=r"`height`=15 must be a positive multiple of 4"):
+    with pytest.raises(ValueError, match=r"`height`=15 must be a positive multiple of 2"):
         ni.generate(sd, "a cat", height=15, width=16)
     with pytest.raises(ValueError, match=r"`prompt` has 3 entries but `num_images`=2"):
         ni.generate(sd, ["a", "b", "c"], num_images=2, height=16, width=16)

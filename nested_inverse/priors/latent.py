@@ -152,9 +152,14 @@ class LatentDiffusionPrior(nn.Module):
         self.latent_channels: int = int(vae_config["latent_channels"])
         self.vae_scale_factor: int = 2 ** (len(vae_config["block_out_channels"]) - 1)
         dconf = denoiser.config
-        self.network_factor: int = (int(dconf["patch_size"]) if self.kind == "class"
+        # What latent sides the denoiser takes: DiT a multiple of its patch; SD's UNet any (it
+        # forwards the up-sampling sizes, as diffusers' pipelines rely on); UNet2DModel a multiple
+        # of its down-sampling.
+        self.network_factor: int = (int(dconf["patch_size"]) if self.kind == "class" else 1
+                                    if self.kind == "text"
                                     else 2 ** (len(dconf["block_out_channels"]) - 1))
-        self.sample_size: int = int(dconf["sample_size"])
+        size = dconf["sample_size"]
+        self.sample_size: int = int(size[0] if isinstance(size, (list, tuple)) else size)
         self._abar_cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
         self._unconditional: GuidedLatentPrior | None = None
 
@@ -191,18 +196,21 @@ class LatentDiffusionPrior(nn.Module):
                      ) -> tuple[int, int, int, int]:
         """``[B, c, H/f, W/f]`` for images ``H×W`` (default: :attr:`default_image_size`).
 
-        ``H`` and ``W`` must be multiples of ``f·g``, ``g`` the denoiser's own factor (UNet
-        down-sampling or DiT patch size), so that latents pass the network without padding.
+        ``H`` and ``W`` must be multiples of ``f·g``, ``g`` the denoiser's own factor: DiT's patch
+        size, a ``UNet2DModel``'s down-sampling, 1 for SD's UNet (it takes any latent size), so
+        that latents pass the network without padding (8 for SD, 16 for DiT-XL/2).
         """
         multiple = self.vae_scale_factor * self.network_factor
+        why = f"the VAE factor {self.vae_scale_factor}"
+        if self.network_factor > 1:
+            why += (f" × the {'patch size' if self.kind == 'class' else 'UNet factor'} "
+                    f"{self.network_factor}")
         sizes = []
         for name, value in (("height", height), ("width", width)):
             value = self.default_image_size if value is None else value
             if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % multiple:
                 raise ValueError(f"`{name}`={value!r} must be a positive multiple of {multiple} "
-                                 f"(the VAE factor {self.vae_scale_factor} × the "
-                                 f"{'patch size' if self.kind == 'class' else 'UNet factor'} "
-                                 f"{self.network_factor}); e.g. {self.default_image_size}")
+                                 f"({why}); e.g. {self.default_image_size}")
             sizes.append(value // self.vae_scale_factor)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"`num_images`={batch!r} must be an integer >= 1")
