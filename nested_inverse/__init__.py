@@ -6,7 +6,8 @@ outer step (Elata, Kawar, Michaeli, Elad, 2023, arXiv 2305.19066).
 
 The public API, by concept:
 
-- one call: :func:`restore`;
+- one call: :func:`restore`; :func:`generate` (anytime generation with Stable Diffusion / DiT
+  latent priors, :func:`load_latent_pipeline`, :class:`LatentDiffusionPrior`);
 - the problem: :class:`Problem` (observation in [0, 1], operator, noise; operators live in the
   separate ``operators`` package);
 - priors: :class:`Prior`, :class:`DiffusionPrior`, :class:`GaussianMixturePrior`,
@@ -23,6 +24,7 @@ The public API, by concept:
 """
 
 from .anytime import AnytimeResult, AnytimeRun, VanillaSampler
+from .generate import GeneratedStep, Generation, GenerationRun, generate, generation_run
 from .guidance import Edit, Resample, SetInnerSteps, Stop
 from .imageio import (
     bundled_image,
@@ -44,10 +46,13 @@ from .priors import (
     CountingPrior,
     DiffusionPrior,
     GaussianMixturePrior,
+    GuidedLatentPrior,
+    LatentDiffusionPrior,
     LatentPrior,
     LinearDecoder,
     LinearLatentPrior,
     Prior,
+    load_latent_pipeline,
     load_prior,
     train_prior,
 )
@@ -72,7 +77,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     # one call
-    "restore",
+    "restore", "generate",
+    # generation with latent priors
+    "GeneratedStep", "Generation", "GenerationRun", "GuidedLatentPrior", "LatentDiffusionPrior",
+    "generation_run", "load_latent_pipeline",
     # the problem
     "Problem",
     # priors

@@ -38,6 +38,10 @@ FLAGS = {
     "steps": "--steps", "vanilla": "--vanilla", "budget_nfe": "--budget", "deadline_s": "--deadline", "seed": "--seed", "samples": "--samples",
     "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
     "out": "--out", "root": "DATASET_DIR", "device": "--device",
+    # generate
+    "prompt": "--prompt", "class_label": "--class", "negative_prompt": "--negative-prompt",
+    "guidance_scale": "--guidance-scale", "num_images": "--num-images", "height": "--height",
+    "width": "--width",
     # train-prior
     "max_steps": "--steps", "max_time_s": "--time-budget", "resume": "--no-resume",
     "patch_size": "--patch-size", "images_dir": "IMAGES_DIR",

@@ -6,6 +6,10 @@ exact Gaussian mixture, and training the bundled default.
   ``ᾱ_t = ∏_{s≤t} (1 − β_s)`` from diffusers scheduler configs and the linear DDPM schedule.
 - :class:`DiffusionPrior` (``diffusers.py``): a diffusers ``UNet2DModel`` with its noise schedule.
 - :func:`load_prior` (``loading.py``): folder layouts, safetensors vs pickles, the Hub, the default.
+- :class:`LatentDiffusionPrior` (``latent.py``): Stable Diffusion / DiT latents with their VAE, a
+  :class:`LatentPrior`; :meth:`~LatentDiffusionPrior.conditioned` binds a prompt or class with
+  classifier-free guidance (``conditional.py``); :func:`load_latent_pipeline` (``pipelines.py``)
+  reads a pipeline folder; ``tiny.py`` writes tiny random ones for tests.
 - :class:`GaussianMixturePrior` (``gmm.py``): exact denoiser and posterior, the yardstick.
 - :class:`LatentPrior` (``protocol.py``): a prior over latents with ``decode``/``encode``;
   :class:`LinearLatentPrior` and :class:`LinearDecoder` (``linear_latent.py``): a Gaussian mixture
@@ -14,14 +18,19 @@ exact Gaussian mixture, and training the bundled default.
   ``natural-patches-64`` prior.
 """
 
+from .conditional import Condition, GuidedLatentPrior, guide
 from .diffusers import DiffusionPrior
 from .gmm import GaussianMixturePrior
+from .latent import LatentDiffusionPrior
 from .linear_latent import LinearDecoder, LinearLatentPrior
 from .loading import load_prior
+from .pipelines import load_latent_pipeline
 from .protocol import CountingPrior, LatentPrior, Prior
 from .schedule import alphas_cumprod_from_schedule, linear_alphas_cumprod
+from .tiny import save_tiny_dit, save_tiny_sd
 from .training import train_prior
 
-__all__ = ["CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "LatentPrior",
-           "LinearDecoder", "LinearLatentPrior", "Prior",
-           "alphas_cumprod_from_schedule", "linear_alphas_cumprod", "load_prior", "train_prior"]
+__all__ = ["Condition", "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "GuidedLatentPrior",
+           "LatentDiffusionPrior", "LatentPrior", "LinearDecoder", "LinearLatentPrior", "Prior",
+           "alphas_cumprod_from_schedule", "guide", "linear_alphas_cumprod", "load_latent_pipeline",
+           "load_prior", "save_tiny_dit", "save_tiny_sd", "train_prior"]
