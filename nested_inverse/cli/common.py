@@ -24,6 +24,7 @@ __all__ = [
     "add_task_args",
     "load_mask",
     "load_prior_cached",
+    "require_pixel_prior",
     "pick_device",
     "sampler_from_args",
     "setup_logging",
@@ -73,8 +74,8 @@ def add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
     """``--method``, ``--method-arg``, ``--outer``/``--inner`` or ``--vanilla``/``--steps``."""
     g = p.add_argument_group("restoration")
-    g.add_argument("--method", choices=solvers.available(), default="ddrm",
-                   help="the inner solver (default: ddrm)")
+    g.add_argument("--method", choices=solvers.available(), default=None,
+                   help="the inner solver (default: ddrm; psld with a latent --prior)")
     g.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the solver, e.g. --method-arg eta=0.85 (repeatable)")
     g.add_argument("--budget", type=int, default=None, metavar="N",
@@ -108,8 +109,9 @@ def add_prior_args(p: argparse.ArgumentParser) -> None:
     """``--prior``, ``--allow-pickle``, ``--device``, ``--dtype``."""
     g = p.add_argument_group("model")
     g.add_argument("--prior", default="default", metavar="PATH_OR_REPO_ID",
-                   help="a diffusers pixel-space UNet: a local folder or a Hugging Face Hub repo id "
-                        "(default: the bundled natural-patches-64 prior)")
+                   help="a diffusers pixel-space UNet (a local folder or a Hugging Face Hub repo "
+                        "id), or a latent pipeline folder (Stable Diffusion, DiT: model_index.json "
+                        "with a vae) (default: the bundled natural-patches-64 prior)")
     g.add_argument("--allow-pickle", action="store_true",
                    help="also load pickled .bin weights (Google's DDPM repos ship only those); "
                         "unpickling can run arbitrary code, so only for sources you trust")
@@ -138,8 +140,9 @@ def task_from_args(args: argparse.Namespace, mask: torch.Tensor | None = None) -
     return resolve_task(args.task, parse_key_values(args.task_arg, "--task-arg"), mask=mask)
 
 
-def sampler_from_args(args: argparse.Namespace) -> SamplerConfig:
-    """The :class:`~nested_inverse.SamplerConfig` of the restoration options."""
+def sampler_from_args(args: argparse.Namespace, default_method: str = "ddrm") -> SamplerConfig:
+    """The :class:`~nested_inverse.SamplerConfig` of the restoration options (``--method`` or
+    ``default_method``)."""
     explicit = args.outer is not None or args.inner is not None
     if args.vanilla and (explicit or args.split is not None):
         raise UsageError("`--vanilla` runs the solver alone; drop `--split`/`--outer`/`--inner` or "
@@ -156,7 +159,7 @@ def sampler_from_args(args: argparse.Namespace) -> SamplerConfig:
         (args.outer, args.inner) if explicit else None)
     outer, inner = split if split is not None else (None, None)
     return SamplerConfig(
-        method=args.method,
+        method=args.method or default_method,
         method_args=parse_key_values(args.method_arg, "--method-arg"),
         outer=outer, inner=inner, vanilla=args.vanilla, steps=args.steps,
         budget_nfe=args.budget,
@@ -187,6 +190,17 @@ def load_prior_cached(spec: str, device: str, dtype: str, allow_pickle: bool = F
     if spec == "default":
         return load_prior(None, device=device, torch_dtype=_DTYPES[dtype])
     return load_prior(spec, device=device, torch_dtype=_DTYPES[dtype], allow_pickle=allow_pickle)
+
+
+def require_pixel_prior(prior: Any, spec: str, command: str) -> Any:
+    """``prior``, or a refusal naming ``--prior`` where ``command`` has no latent path yet."""
+    from ..solvers.latent import is_latent_prior
+
+    if is_latent_prior(prior):
+        raise UsageError(f"`--prior`={spec!r} is a latent pipeline; `{command}` runs pixel priors "
+                         "only so far: restore single images with `restore --prior`, or generate "
+                         "with `generate`")
+    return prior
 
 
 class _StderrHandler(logging.Handler):

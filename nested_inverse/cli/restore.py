@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import __version__
+from .. import __version__, solvers
 from ..anytime import run_to_end
 from ..dataset import (Outputs, check_result, check_writable, launcher_processes, operator_images,
                        prepare_clean, remove_empty)
@@ -23,6 +23,7 @@ from ..imageio import center_crop, load_image
 from ..metrics import image_quality
 from ..problem import Problem
 from ..sampling import SamplerConfig, budget_for_deadline
+from ..solvers.latent import is_latent_prior
 from ..tasks import Task, image_generator, image_seed
 from .anim import frames, gif_bytes, pick, strip_bytes
 from .common import (add_prior_args, add_sampler_args, add_task_args, load_mask, load_prior_cached,
@@ -67,6 +68,14 @@ def add_parser(subparsers: Any) -> None:
                    help="wall-clock seconds per image: the run stops with its latest result; with "
                         "the auto split and no --budget, one timed evaluation sets the budget")
     add_prior_args(p)
+    g = p.add_argument_group("steering (latent text-to-image pipelines)")
+    g.add_argument("--prompt", default=None,
+                   help='text that steers the restoration, e.g. "a photo of a cat" (needs a '
+                        "text-conditional pipeline as --prior)")
+    g.add_argument("--negative-prompt", default=None, help="the unconditional text of guidance")
+    g.add_argument("--guidance-scale", type=float, default=1.0, metavar="S",
+                   help="classifier-free guidance scale with --prompt (default: 1, the "
+                        "conditional model alone, one pass per evaluation)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the per-image random generators (default: 0)")
     p.add_argument("--save-intermediates", action="store_true",
@@ -92,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"`--center-crop`={args.center_crop} must be a positive number of pixels")
     mask = load_mask(args.mask) if args.mask else None
     task = task_from_args(args, mask)
-    sampler = sampler_from_args(args)
+    sampler = sampler_from_args(args)  # checked now; re-made below for a latent prior's default
     if args.deadline is not None and not args.deadline > 0:
         raise UsageError(f"`--deadline`={args.deadline} must be > 0 seconds")
     if not args.sigma_y >= 0:
@@ -104,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     # Under a launcher (accelerate launch) each process takes every world-th image.
     processes = launcher_processes()
     device = pick_device(args.device, processes.device)
-    prior = load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle)
+    prior = _steered(load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle), args)
+    if args.method is None:
+        sampler = sampler_from_args(args, solvers.default_method(prior))
     created = check_writable(args.out)
     done = 0
     try:
@@ -116,6 +127,24 @@ def run(args: argparse.Namespace) -> int:
             remove_empty(created)
         raise
     return 0
+
+
+def _steered(prior: Any, args: argparse.Namespace) -> Any:
+    """The prior bound to ``--prompt`` (a latent pipeline's :meth:`conditioned`), or as it is."""
+    steering = args.prompt is not None or args.negative_prompt is not None or args.guidance_scale != 1
+    if not callable(getattr(prior, "conditioned", None)):
+        if steering:
+            given = "--prompt" if args.prompt is not None else (
+                "--negative-prompt" if args.negative_prompt is not None else "--guidance-scale")
+            raise UsageError(f"`{given}` steers a text-conditional latent pipeline, but `--prior`="
+                             f"{args.prior!r} is a pixel prior; give a pipeline folder "
+                             "(model_index.json, unet/, vae/, text_encoder/, tokenizer/) as --prior")
+        return prior
+    try:
+        return prior.conditioned(prompt=args.prompt, negative_prompt=args.negative_prompt,
+                                 guidance_scale=args.guidance_scale)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
 def _names(paths: list[str]) -> list[str]:
@@ -210,7 +239,10 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
         results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
     seconds = time.perf_counter() - start
     check_result(results[-1].image, str(item.path))
-    shown = [(r.nfe, problem.from_model(r.image).cpu()) for r in results]
+    decode = getattr(prior, "decode", None) if is_latent_prior(prior) else None
+    with torch.no_grad():  # a latent run's results are latents: show the images they decode to
+        shown = [(r.nfe, problem.from_model(r.image if decode is None else decode(r.image)).cpu())
+                 for r in results]
     x01 = shown[-1][1]
 
     files = Outputs()
@@ -231,7 +263,8 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
             for n, img in shown:
                 files.image(img[0], out / f"{item.name}_steps" / f"nfe{n:04d}.png")
             written["steps_dir"] = out / f"{item.name}_steps"
-        sidecar = _sidecar(item, args, task, sampler, device, shown, seconds, x01)
+        sidecar = _sidecar(item, args, task, sampler, device, shown, seconds, x01,
+                           latent=decode is not None)
         sidecar["outputs"] = {k: Path(v).name for k, v in written.items()}
         files.json(sidecar, out / f"{item.name}.json")
     except BaseException:
@@ -243,11 +276,13 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
 
 def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: SamplerConfig,
              device: torch.device, shown: list[tuple[int, Tensor]], seconds: float,
-             x01: Tensor) -> dict[str, Any]:
+             x01: Tensor, latent: bool = False) -> dict[str, Any]:
     record: dict[str, Any] = {
         "command": "restore", "version": __version__, "input": str(item.path),
         **task.describe(), "mask": args.mask, "sigma_y": args.sigma_y,
         **sampler.describe(), "deadline_s": args.deadline, "prior": args.prior,
+        **({"prompt": args.prompt, "negative_prompt": args.negative_prompt,
+            "guidance_scale": args.guidance_scale} if latent else {}),
         "device": str(device),
         "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds, "degrade": args.degrade,
         "center_crop": args.center_crop, "image_shape": list(x01.shape[1:]),

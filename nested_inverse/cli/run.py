@@ -9,7 +9,8 @@ from typing import Any
 from ..dataset import launcher_processes, run_dataset
 from ..errors import UsageError
 from .common import (as_flags, add_prior_args, add_sampler_args, add_task_args, load_prior_cached,
-                     pick_device, sampler_from_args, setup_logging, task_from_args)
+                     pick_device, require_pixel_prior, sampler_from_args, setup_logging,
+                     task_from_args)
 
 __all__ = ["add_parser", "add_dataset_args"]
 
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     sampler = sampler_from_args(args)
     processes = launcher_processes()
     device = pick_device(args.device, processes.device)
-    prior = load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle)
+    prior = require_pixel_prior(load_prior_cached(args.prior, str(device), args.dtype,
+                                                  args.allow_pickle), args.prior, "run")
     settings = {**task.describe(), "sigma_y": args.sigma_y, "seed": args.seed,
                 "center_crop": args.center_crop, "samples": args.samples, "prior": args.prior,
                 "dtype": args.dtype, **sampler.describe()}

@@ -224,8 +224,10 @@ def default_prior(
 
 def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any) -> Prior:
     """The prior a caller means: None or ``"default"`` → the bundled default; a ready prior (any
-    object with ``alphas_cumprod`` and ``predict``) → itself; a path or Hub repo id →
-    :meth:`DiffusionPrior.from_pretrained` with ``kwargs``.
+    object with ``alphas_cumprod`` and ``predict``) → itself; a latent pipeline folder
+    (``model_index.json`` naming a ``vae``: Stable Diffusion, DiT) →
+    :func:`~nested_inverse.priors.pipelines.load_latent_pipeline`; another path or Hub repo id →
+    :meth:`DiffusionPrior.from_pretrained`; both with ``kwargs``.
 
     With a ready prior, ``device`` and ``torch_dtype`` are ignored (it is used as it is); any other
     keyword is an error.
@@ -238,6 +240,10 @@ def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any
     if spec is None or (isinstance(spec, str) and spec == "default"):
         return DiffusionPrior.default(**kwargs)
     if isinstance(spec, (str, os.PathLike)):
+        if (Path(spec) / "model_index.json").is_file() and _has_vae(Path(spec)):
+            from .pipelines import load_latent_pipeline
+
+            return load_latent_pipeline(spec, **kwargs)
         return DiffusionPrior.from_pretrained(spec, **kwargs)
     if hasattr(spec, "alphas_cumprod") and callable(getattr(spec, "predict", None)):
         extra = sorted(k for k in kwargs if k not in ("device", "torch_dtype"))
@@ -251,3 +257,11 @@ def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any
         f"`spec`={spec!r} (the prior) is not understood; accepted: None or 'default' (the bundled prior), a "
         "path or Hub repo id of a diffusers model, or an object with `alphas_cumprod` and `predict`"
     )
+
+
+def _has_vae(folder: Path) -> bool:
+    """Whether the pipeline folder's ``model_index.json`` names a VAE (a latent pipeline)."""
+    try:
+        return "vae" in json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
