@@ -132,3 +132,20 @@ def test_a_prompt_on_a_pixel_prior_is_refused():
     with pytest.raises(UsageError, match=r"`method`='psld' is a latent solver, but the served "
                                          r"prior is a pixel prior"):
         prepare(Settings(task="sr4", method="psld"), read_named("coffee"))
+
+
+def test_page_offers_the_latent_fields_and_solvers(sd):
+    pytest.importorskip("gradio")
+    from nested_inverse.app import Sessions
+    from nested_inverse.app.page import _class_value, build_page, on_page
+
+    page = build_page(Sessions(sd))
+    blocks = {getattr(b, "elem_id", None): b for b in page.blocks.values()}
+    assert {"prompt", "negative_prompt", "class_label", "guidance_scale"} <= set(blocks)
+    assert blocks["prompt"].visible and not blocks["class_label"].visible  # SD: text, no class
+    assert blocks["task"].value == GENERATE
+    methods = [b for b in page.blocks.values() if getattr(b, "label", None) == "Method"][0]
+    assert [c[0] for c in methods.choices] == ["latent-dps", "psld"] and methods.value == "psld"
+    assert (_class_value(""), _class_value("3"), _class_value(" tench "), _class_value(2.0)) == \
+        (None, 3, "tench", 2)
+    assert on_page("`class_label`=3 was given") == "'class'=3 was given"
