@@ -149,3 +149,24 @@ def test_page_offers_the_latent_fields_and_solvers(sd):
     assert (_class_value(""), _class_value("3"), _class_value(" tench "), _class_value(2.0)) == \
         (None, 3, "tench", 2)
     assert on_page("`class_label`=3 was given") == "'class'=3 was given"
+
+
+def test_serve_takes_a_pipeline_folder(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from nested_inverse.app import page as page_module
+    from nested_inverse.cli import main
+
+    served = {}
+
+    class Page:
+        def launch(self, **kw):
+            served["launch"] = kw
+
+    def build(sessions, max_runs=2):
+        served["prior"] = sessions.prior
+        return Page()
+
+    monkeypatch.setattr(page_module, "build_page", build)
+    folder = save_tiny_sd(tmp_path / "sd")
+    assert main(["serve", "--prior", str(folder), "--port", "0"]) == 0
+    assert served["prior"].kind == "text" and served["launch"]["share"] is False

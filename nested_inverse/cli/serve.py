@@ -21,7 +21,9 @@ def add_parser(subparsers: Any) -> None:
         "serve", help="a local web page: restore, watch every outer step, steer the run",
         description="Start a local web page (Gradio) to restore images with nested diffusion: "
                     "upload or pick an image, paint a mask, watch the restoration after every "
-                    "outer step and steer it (Stop, Resample, Edit, inner steps). Binds to "
+                    "outer step and steer it (Stop, Resample, Edit, inner steps). With a latent "
+                    "pipeline folder as --prior (Stable Diffusion, DiT) the page also generates "
+                    "from a prompt or class, and restores steered by the prompt. Binds to "
                     "localhost unless --host says otherwise; no share links.",
     )
     p.add_argument("--host", default="127.0.0.1",
