@@ -170,3 +170,36 @@ def test_serve_takes_a_pipeline_folder(tmp_path, monkeypatch):
     folder = save_tiny_sd(tmp_path / "sd")
     assert main(["serve", "--prior", str(folder), "--port", "0"]) == 0
     assert served["prior"].kind == "text" and served["launch"]["share"] is False
+
+
+def test_the_same_latent_restoration_as_restore_prompt(session, tmp_path, capsys):
+    from nested_inverse.cli import main
+    from nested_inverse.imageio import images_dir
+
+    folder = save_tiny_sd(tmp_path / "sd")  # the same seed: the same weights as the fixture's
+    assert main(["restore", str(images_dir() / "coffee.png"), "--degrade", "--task", "sr2",
+                 "--center-crop", str(SIZE), "--outer", "2", "--inner", "1", "--prior", str(folder),
+                 "--prompt", "a cup", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    last = list(session.run(settings(task="sr2", prompt="a cup", outer=2, inner=1),
+                            read_named("coffee")))[-1]
+    cli = json.loads((tmp_path / "o" / "coffee.json").read_text())
+    page = json.loads(last.files["record"].read_text())
+    same = ("method", "outer", "inner", "seeds", "nfe", "prompt", "negative_prompt",
+            "guidance_scale", "psnr")
+    assert {k: page[k] for k in same} == {k: cli[k] for k in same}
+    assert last.files["restoration"].read_bytes() == (tmp_path / "o" / "coffee.png").read_bytes()
+
+
+def test_vanilla_beside_uncertainty_and_edit_on_a_latent_restoration(session):
+    stream = session.run(settings(task="sr2", prompt="a cup", outer=2, inner=1,
+                                  compare_vanilla=True), read_named("coffee"))
+    frames = [next(stream), next(stream)]
+    assert [f.vanilla.nfe for f in frames] == [0, 1]
+    assert frames[1].vanilla.image.shape == (1, 3, SIZE, SIZE)  # decoded too
+    session.command(Edit(torch.full((1, 3, SIZE, SIZE), 0.5)))
+    edited = next(stream)
+    assert edited.message is None and edited.current.image.shape == (1, 3, SIZE, SIZE)
+    last = list(stream)[-1]
+    assert last.done and steps([last]) == [(2, 2)]
+    maps = list(session.uncertainty(2))
+    assert maps[-1][0].shape == (SIZE, SIZE) and float(maps[-1][0].max()) > 0
