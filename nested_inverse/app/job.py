@@ -182,7 +182,12 @@ class Job:
         s = self.settings
         if self.problem is None and self.latent:
             base = _base(self.prior)
-            shape = base.latent_shape(1, self.image_shape[-2], self.image_shape[-1])
+            if hasattr(base, "latent_shape"):
+                shape = base.latent_shape(1, self.image_shape[-2], self.image_shape[-1])
+            else:  # another LatentPrior: the latents its encoder gives for such an image
+                with torch.no_grad():
+                    shape = tuple(base.encode(torch.zeros(self.image_shape,
+                                                          device=self.device)).shape)
             split = s.config()
             if vanilla:  # the generation stream's DDIM (η = 0.85) alone for as many evaluations
                 return VanillaSampler(DDIM(prior, shape, eta=0.85, device=self.device), split.budget)
@@ -212,7 +217,7 @@ def prepare(settings: Settings, source: Source | None, device: torch.device | st
                              "prompt; DiT: class), but the served prior is a pixel prior; leave "
                              f"it empty, or serve a pipeline folder (nested-inverse serve --prior "
                              "./stable-diffusion-v1-5)")
-        if settings.method in solvers.available(latent=True):
+        if settings.task != GENERATE and settings.method in solvers.available(latent=True):
             raise UsageError(f"`method`={settings.method!r} is a latent solver, but the served prior "
                              f"is a pixel prior; one of: {', '.join(solvers.available(latent=False))}")
         return job
@@ -223,7 +228,8 @@ def prepare(settings: Settings, source: Source | None, device: torch.device | st
     _check_latent_size(_base(guided), job.image_shape, settings)
     condition = {"prompt": settings.prompt, "negative_prompt": settings.negative_prompt,
                  "class_label": settings.class_label,
-                 "guidance_scale": guided.condition.guidance_scale}
+                 "guidance_scale": getattr(getattr(guided, "condition", None), "guidance_scale",
+                                           settings.guidance_scale)}
     return dataclasses.replace(job, prior=guided, condition=condition)
 
 
