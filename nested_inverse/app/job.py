@@ -261,16 +261,22 @@ def _conditioned(prior: Any, s: Settings) -> Any:
 
 
 def _check_latent_size(prior: Any, shape: tuple[int, ...], s: Settings) -> None:
-    f = int(getattr(prior, "vae_scale_factor", 1)) * int(getattr(prior, "network_factor", 1))
+    """Refuse images whose sides the pipeline cannot map to latents (the VAE factor, times DiT's
+    patch size), naming the field that sets the size."""
+    vae = int(getattr(prior, "vae_scale_factor", 1))
+    net = int(getattr(prior, "network_factor", 1))
+    f = vae * net
     H, W = shape[-2:]
-    if H % f or W % f:
-        field_ = "center_crop" if s.center_crop is not None or s.task == GENERATE else "image"
-        raise UsageError(f"`{field_}`: the image is {W}×{H} pixels, but the served latent "
-                         f"pipeline needs sides that are multiples of {f} (its VAE factor "
-                         f"{getattr(prior, 'vae_scale_factor', 1)}"
-                         + (f" × its {'patch size' if getattr(prior, 'kind', '') == 'class' else 'network factor'}"
-                            f" {prior.network_factor}" if f != prior.vae_scale_factor else "")
-                         + f"); e.g. a centre crop of {max(f, (min(H, W) // f) * f)}")
+    if not (H % f or W % f):
+        return
+    why = f"its VAE factor {vae}"
+    if net > 1:
+        why += f" × its {'patch size' if getattr(prior, 'kind', '') == 'class' else 'network factor'}"
+        why += f" {net}"
+    field_ = "center_crop" if s.center_crop is not None or s.task == GENERATE else "image"
+    raise UsageError(f"`{field_}`: the image is {W}×{H} pixels, but the served latent pipeline "
+                     f"needs sides that are multiples of {f} ({why}); e.g. a centre crop of "
+                     f"{max(f, (min(H, W) // f) * f)}")
 
 
 def _prepare(s: Settings, source: Source | None, device: torch.device) -> Job:
