@@ -149,6 +149,18 @@ def test_page_offers_the_latent_fields_and_solvers(sd):
     assert (_class_value(""), _class_value("3"), _class_value(" tench "), _class_value(2.0)) == \
         (None, 3, "tench", 2)
     assert on_page("`class_label`=3 was given") == "'class'=3 was given"
+    # The Run handler as Gradio calls it: the page's fields, in the page's order.
+    import gradio as gr
+    import types
+
+    on_run = [f for f in page.fns.values() if f.name == "on_run"][0].fn
+    fields = [None, None, GENERATE, 0, False, SIZE, "psld", 2, 2, 0, None, None, False]
+    request = types.SimpleNamespace(session_hash="tab")
+    outputs = list(on_run(*fields, "a cat", "", "", 3.0, request))
+    assert outputs[-1][0].startswith("**finished: step 2 · 4 NFE")
+    assert outputs[-1][1]["value"].shape == (256, 256, 3)  # 16 px shown enlarged ×16
+    with pytest.raises(gr.Error, match="'class'=3 was given but this prior is text-conditional"):
+        list(on_run(*fields, "a cat", "", "3", None, request))
 
 
 def test_serve_takes_a_pipeline_folder(tmp_path, monkeypatch):
