@@ -1,6 +1,7 @@
 """The local web page (``nested-inverse serve``): upload or pick an image, restore it with nested
 diffusion, watch every outer step's result arrive and steer the run (Stop, Resample, Edit, inner
-steps).
+steps). With a latent pipeline served (Stable Diffusion, DiT) it also generates from a prompt or
+class, and restores with the latent solvers steered by the prompt; every result is decoded.
 
 - :mod:`~nested_inverse.app.inputs`: uploads, examples and masks, checked;
 - :mod:`~nested_inverse.app.job`: the page's settings → problem and samplers (as ``restore``);

@@ -24,7 +24,9 @@ from ..nested import NestedSampler
 from ..priors import Prior
 from ..problem import Problem
 from ..sampling import SamplerConfig
+from ..generate import DEFAULT_GUIDANCE
 from ..solvers import DDIM
+from ..solvers.latent import is_latent_prior
 from ..tasks import Task, image_generator, image_seed, resolve_task
 from .inputs import Source
 
@@ -54,6 +56,13 @@ class Settings:
         center_crop: centre-crop the input to N×N first (None: the whole image); for ``generate``
             the size of the generated image.
         compare_vanilla: also run the solver alone for K·I steps and show its x̂0 at equal NFE.
+        prompt, negative_prompt: the text that steers a text-conditional latent pipeline (Stable
+            Diffusion): what ``generate`` draws, or what a restoration is pulled towards.
+        class_label: the class of a class-conditional latent pipeline (DiT): an id in
+            ``[0, num_classes)`` or a name from its ``id2label``.
+        guidance_scale: classifier-free guidance ``s``; None: 7.5 with a prompt and 4 with a class
+            for ``generate`` (diffusers' defaults), 1 for restorations (as ``restore --prompt``).
+        These four need a latent pipeline as the served prior (checked by :func:`prepare`).
     """
 
     task: str = "sr4"
@@ -68,6 +77,10 @@ class Settings:
     center_crop: int | None = 64
     compare_vanilla: bool = False
     method_args: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    class_label: int | str | None = None
+    guidance_scale: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.sigma_y, (int, float)) and math.isfinite(self.sigma_y)
@@ -88,7 +101,30 @@ class Settings:
                                                 and self.deadline_s > 0):
             raise UsageError(f"`deadline_s`={self.deadline_s!r} must be a number of seconds > 0 "
                              "(or empty for none)")
+        for name in ("prompt", "negative_prompt"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"`{name}`={value!r} must be text (or empty for none)")
+        c = self.class_label
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, str))
+                              or (isinstance(c, int) and c < 0)):
+            raise UsageError(f"`class_label`={c!r} must be a class id >= 0 or a class name "
+                             "(or empty for none)")
+        g = self.guidance_scale
+        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float))
+                              or not math.isfinite(g) or g < 0):
+            raise UsageError(f"`guidance_scale`={g!r} must be a finite number >= 0 (1 = no "
+                             "guidance, 7.5 is Stable Diffusion's usual value, 4 DiT's), or empty "
+                             "for the default")
         self.config()  # outer, inner and the method's parameters
+
+    @property
+    def steering(self) -> dict[str, Any]:
+        """The conditioning fields that were given (prompt, negative_prompt, class_label,
+        guidance_scale)."""
+        return {k: v for k, v in (("prompt", self.prompt), ("negative_prompt", self.negative_prompt),
+                                  ("class_label", self.class_label),
+                                  ("guidance_scale", self.guidance_scale)) if v is not None}
 
     def config(self, vanilla: bool = False) -> SamplerConfig:
         """The sampler: nested K×I (the default policy's when unset), or (``vanilla``) the
@@ -113,6 +149,11 @@ class Job:
         image_shape: ``(1, 3, H, W)`` of the result.
         seeds: the per-image seeds (``operator``, ``noise``, ``sample``), as in the CLI's record.
         device: where the prior runs (and the problem lives).
+        prior: with a latent pipeline, the prior bound to the settings' prompt or class
+            (a :class:`~nested_inverse.priors.conditional.GuidedLatentPrior`) that the run
+            samples; None for a pixel prior (the served one is used as it is).
+        condition: with a latent pipeline, what the record notes of it (``prompt``,
+            ``negative_prompt``, ``class_label``, ``guidance_scale``), else None.
     """
 
     settings: Settings
@@ -123,6 +164,13 @@ class Job:
     image_shape: tuple[int, ...]
     seeds: dict[str, int]
     device: torch.device = torch.device("cpu")
+    prior: Any = None
+    condition: dict[str, Any] | None = None
+
+    @property
+    def latent(self) -> bool:
+        """The run samples latents (a latent pipeline is served): results are decoded to show."""
+        return self.prior is not None
 
     def generator(self, index: int = 0) -> list[torch.Generator]:
         """The sampling generators of sample ``index`` (0: the run; 1, 2 …: extra samples for the
@@ -132,6 +180,19 @@ class Job:
     def sampler(self, prior: Prior, vanilla: bool = False) -> NestedSampler | VanillaSampler:
         """The nested sampler of the run (or the vanilla one beside it) around ``prior``."""
         s = self.settings
+        if self.problem is None and self.latent:
+            base = _base(self.prior)
+            if hasattr(base, "latent_shape"):
+                shape = base.latent_shape(1, self.image_shape[-2], self.image_shape[-1])
+            else:  # another LatentPrior: the latents its encoder gives for such an image
+                with torch.no_grad():
+                    shape = tuple(base.encode(torch.zeros(self.image_shape,
+                                                          device=self.device)).shape)
+            split = s.config()
+            if vanilla:  # the generation stream's DDIM (η = 0.85) alone for as many evaluations
+                return VanillaSampler(DDIM(prior, shape, eta=0.85, device=self.device), split.budget)
+            return NestedSampler.unconditional(prior, shape, split.outer, split.inner,
+                                               device=self.device)
         if self.problem is None:
             ddim = DDIM(prior, self.image_shape, device=self.device)
             split = s.config()
@@ -142,10 +203,83 @@ class Job:
         return config.sampler(config.solver(prior, self.problem))
 
 
-def prepare(settings: Settings, source: Source | None, device: torch.device | str = "cpu") -> Job:
-    """The :class:`Job` for ``settings`` on ``source`` (None only for generation); every mistake
-    raises :class:`UsageError` before any evaluation."""
-    s, device = settings, torch.device(device)
+def prepare(settings: Settings, source: Source | None, device: torch.device | str = "cpu",
+            prior: Any = None) -> Job:
+    """The :class:`Job` for ``settings`` on ``source`` (None only for generation) with the served
+    ``prior`` (None: not checked against it, as a pixel prior); every mistake raises
+    :class:`UsageError` before any evaluation."""
+    job = _prepare(settings, source, torch.device(device))
+    if prior is None or not is_latent_prior(prior):
+        given = settings.steering
+        if given:
+            k = next(iter(given))
+            raise UsageError(f"`{k}`={given[k]!r} steers a latent pipeline (Stable Diffusion: "
+                             "prompt; DiT: class), but the served prior is a pixel prior; leave "
+                             f"it empty, or serve a pipeline folder (nested-inverse serve --prior "
+                             "./stable-diffusion-v1-5)")
+        if settings.task != GENERATE and settings.method in solvers.available(latent=True):
+            raise UsageError(f"`method`={settings.method!r} is a latent solver, but the served prior "
+                             f"is a pixel prior; one of: {', '.join(solvers.available(latent=False))}")
+        return job
+    if settings.task != GENERATE and settings.method not in solvers.available(latent=True):
+        raise UsageError(f"`method`={settings.method!r} is a pixel solver, but the served prior is "
+                         f"a latent pipeline; one of: {', '.join(solvers.available(latent=True))}")
+    guided = _conditioned(prior, settings)
+    _check_latent_size(_base(guided), job.image_shape, settings)
+    condition = {"prompt": settings.prompt, "negative_prompt": settings.negative_prompt,
+                 "class_label": settings.class_label,
+                 "guidance_scale": getattr(getattr(guided, "condition", None), "guidance_scale",
+                                           settings.guidance_scale)}
+    return dataclasses.replace(job, prior=guided, condition=condition)
+
+
+def _base(prior: Any) -> Any:
+    """The :class:`LatentDiffusionPrior` under a guided one (or ``prior`` itself)."""
+    return getattr(prior, "prior", prior) if not hasattr(prior, "conditioned") else prior
+
+
+def _conditioned(prior: Any, s: Settings) -> Any:
+    """The served latent prior bound to the settings' prompt or class and guidance scale."""
+    if not callable(getattr(prior, "conditioned", None)):  # a latent prior without conditioning
+        if s.steering:
+            k = next(iter(s.steering))
+            raise UsageError(f"`{k}`={s.steering[k]!r} was given but the served latent prior "
+                             f"({type(prior).__name__}) takes no condition; leave it empty")
+        return prior
+    scale = s.guidance_scale
+    if scale is None:
+        conditioned = s.prompt is not None or s.class_label is not None
+        scale = DEFAULT_GUIDANCE.get(prior.kind, 1.0) if conditioned and s.task == GENERATE else 1.0
+    label = s.class_label
+    if isinstance(label, str) and label.strip().isdigit():
+        label = int(label)
+    try:
+        return prior.conditioned(prompt=s.prompt, negative_prompt=s.negative_prompt,
+                                 class_label=label, guidance_scale=scale)
+    except (ValueError, IndexError) as err:
+        raise UsageError(" ".join(str(err).split())) from err
+
+
+def _check_latent_size(prior: Any, shape: tuple[int, ...], s: Settings) -> None:
+    """Refuse images whose sides the pipeline cannot map to latents (the VAE factor, times DiT's
+    patch size), naming the field that sets the size."""
+    vae = int(getattr(prior, "vae_scale_factor", 1))
+    net = int(getattr(prior, "network_factor", 1))
+    f = vae * net
+    H, W = shape[-2:]
+    if not (H % f or W % f):
+        return
+    why = f"its VAE factor {vae}"
+    if net > 1:
+        why += f" × its {'patch size' if getattr(prior, 'kind', '') == 'class' else 'network factor'}"
+        why += f" {net}"
+    field_ = "center_crop" if s.center_crop is not None or s.task == GENERATE else "image"
+    raise UsageError(f"`{field_}`: the image is {W}×{H} pixels, but the served latent pipeline "
+                     f"needs sides that are multiples of {f} ({why}); e.g. a centre crop of "
+                     f"{max(f, (min(H, W) // f) * f)}")
+
+
+def _prepare(s: Settings, source: Source | None, device: torch.device) -> Job:
     if s.task == GENERATE:
         size = s.center_crop or 64
         name = source.name if source is not None else "generated.png"

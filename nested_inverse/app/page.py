@@ -41,7 +41,9 @@ TASKS = [INPAINT_MASK, *operators.available(), GENERATE]
 _FIELDS = {"sigma_y": "σ_y", "center_crop": "centre crop", "budget_nfe": "budget (NFE)",
            "deadline_s": "deadline (s)", "outer": "outer steps K", "inner": "inner steps I",
            "method_params": "method", "method_args": "method", "steps": "steps",
-           "SetInnerSteps.steps": "inner steps from the next step", "x": "image"}
+           "SetInnerSteps.steps": "inner steps from the next step", "x": "image",
+           "prompt": "prompt", "negative_prompt": "negative prompt", "class_label": "class",
+           "guidance_scale": "guidance scale"}
 
 _DISPLAY_SIDE = 256  # small results are enlarged (nearest neighbour) to about this for viewing
 
@@ -51,6 +53,28 @@ Load an image, choose the degradation and press **Run**: after every outer step 
 diffusion a finished restoration appears, with its network evaluations (NFE) and time. Stop when
 it is good, Resample a step you dislike, Pause and paint on the result to steer it.
 """
+
+_INTRO_LATENT = """
+A latent pipeline is served: **generate** draws an image for the prompt (Stable Diffusion) or the
+class (DiT) with nested generation, every outer step decoded; restorations run the latent solver
+(PSLD by default) steered by the prompt. Sizes must be multiples of the pipeline's VAE factor.
+"""
+
+
+def _class_value(value: Any) -> Any:
+    """The page's class field: empty → None, digits → an id, else a class name."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or str(value) == "" else str(value)
 
 
 def on_page(message: str) -> str:
@@ -125,10 +149,13 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
 
     def on_run(canvas: Any, mask_file: Any, task: str, sigma_y: Any, degraded: bool, crop: Any,
                method: str, outer: Any, inner: Any, seed: Any, budget: Any, deadline: Any,
-               compare: bool, request: gr.Request) -> Any:
+               compare: bool, prompt: Any, negative: Any, label: Any, scale: Any,
+               request: gr.Request) -> Any:
         session = session_of(request)
         try:
             settings = Settings(task=task, sigma_y=_float(sigma_y) or 0.0, degraded=bool(degraded),
+                                prompt=_text(prompt), negative_prompt=_text(negative),
+                                class_label=_class_value(label), guidance_scale=_float(scale),
                                 method=method, outer=_int(outer), inner=_int(inner),
                                 seed=_int(seed) or 0, budget_nfe=_int(budget, zero_is_none=True),
                                 deadline_s=_float(deadline) or None,
@@ -178,8 +205,10 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                              "apply")
         session.command(Edit(_unshown(image, session.job.image_shape)))
 
+    latent = is_latent_prior(sessions.prior)
+    kind = getattr(sessions.prior, "kind", None) if latent else None
     with gr.Blocks(title="nested-inverse") as page:
-        gr.Markdown(_INTRO)
+        gr.Markdown(_INTRO + (_INTRO_LATENT if latent else ""))
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Upload an image (PNG, JPEG, TIFF)", type="filepath",
@@ -192,7 +221,21 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                     brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"))
                 mask_file = gr.File(label="…or upload a mask (white = observed, black = missing)",
                                     type="filepath", file_types=["image"])
-                task = gr.Dropdown(TASKS, value="sr4", label="Task", elem_id="task")
+                task = gr.Dropdown(TASKS, value=GENERATE if latent else "sr4", label="Task",
+                                   elem_id="task")
+                # Steering a latent pipeline: shown only when one is served (the settings refuse
+                # these fields for a pixel prior anyway).
+                with gr.Accordion("Prompt / class (latent pipeline)", open=True, visible=latent):
+                    prompt = gr.Textbox("", label="Prompt", elem_id="prompt",
+                                        visible=kind == "text",
+                                        placeholder="a photo of a cat (text-to-image pipelines)")
+                    negative = gr.Textbox("", label="Negative prompt", elem_id="negative_prompt",
+                                          visible=kind == "text")
+                    label = gr.Textbox("", label="Class (id or name; class-conditional pipelines)",
+                                       elem_id="class_label", visible=kind == "class")
+                    scale = gr.Number(None, minimum=0, elem_id="guidance_scale",
+                                      label="Guidance scale (empty: 7.5 text / 4 class for "
+                                            "generate, 1 for restorations)")
                 sigma_y = gr.Number(0.0, label="σ_y: noise std on the [0, 1] scale", minimum=0)
                 degraded = gr.Checkbox(False, label="The image is already degraded (it is y)")
                 crop = gr.Number(64, precision=0, minimum=0, elem_id="crop",
@@ -246,7 +289,7 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
         upload.upload(on_upload, [upload], [canvas], concurrency_limit=None)
         example.change(on_example, [example], [canvas], concurrency_limit=None)
         inputs = [canvas, mask_file, task, sigma_y, degraded, crop, method, outer, inner, seed,
-                  budget, deadline, compare]
+                  budget, deadline, compare, prompt, negative, label, scale]
         run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads],
                   concurrency_limit=max_runs, concurrency_id="runs")
         uncertain.click(on_uncertainty, [samples], [uncertainty], concurrency_id="runs")

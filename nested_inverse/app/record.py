@@ -68,6 +68,8 @@ def _record(job: Job, shown: list[tuple[int, Tensor]], seconds: float, prior_nam
         "nfe": int(shown[-1][0]), "wall_time_s": round(seconds, 3),
         "intermediates": [{"nfe": int(n)} for n, _ in shown],
     }
+    if job.condition is not None:  # a latent pipeline: what steered it (as `restore --prompt`)
+        record.update(job.condition)
     if job.clean is not None:
         clean = job.clean.cpu().to(torch.float32)
         record.update({k: v[0] for k, v in image_quality(x01, clean).items()})

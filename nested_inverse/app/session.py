@@ -13,6 +13,7 @@ Nothing here imports Gradio; :mod:`nested_inverse.app.page` lays the page out ar
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import shutil
@@ -32,6 +33,7 @@ from ..errors import UsageError
 from ..guidance import Edit, Resample, SetInnerSteps, Stop
 from ..imageio import to_model_range
 from ..priors import Prior
+from ..solvers.latent import is_latent_prior
 from .inputs import Source
 from .job import Job, Settings, prepare
 from .record import write_outputs
@@ -61,6 +63,58 @@ class _Interruptible:
         if self.stop.is_set():
             raise Cancelled
         return self.prior.predict(x_t, t)
+
+
+class _InterruptibleLatent(_Interruptible):
+    """:class:`_Interruptible` for a latent prior: ``decode`` and ``encode`` forwarded (not
+    interrupted: they are the decoder's, not network evaluations of the diffusion prior)."""
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.prior.decode(z)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.prior.encode(x)
+
+
+def _interruptible(prior: Any, stop: threading.Event) -> _Interruptible:
+    return (_InterruptibleLatent if is_latent_prior(prior) else _Interruptible)(prior, stop)
+
+
+class _Decoded:
+    """A latent run's stream with every result decoded to an image (model range), as the page
+    shows, downloads and measures it; an image-sized ``Edit`` is encoded to a latent first (a
+    latent-sized one is passed as it is), as :class:`~nested_inverse.generate.GenerationRun`.
+
+    Before any evaluation a generation has nothing to decode: it shows mid-grey (0), as the
+    generation stream does; a restoration shows the decoded ``encode(A†y)``.
+    """
+
+    def __init__(self, run: Any, prior: Any, image_shape: tuple[int, ...], generation: bool) -> None:
+        self.run, self.prior, self.image_shape = run, prior, tuple(image_shape)
+        self.generation = generation
+
+    def __iter__(self) -> _Decoded:
+        return self
+
+    def __next__(self) -> AnytimeResult:
+        return self._decoded(next(self.run))
+
+    def send(self, command: Any) -> AnytimeResult:
+        if isinstance(command, Edit) and tuple(command.image.shape) == self.image_shape:
+            with torch.no_grad():
+                command = Edit(self.prior.encode(command.image))
+        return self._decoded(self.run.send(command))
+
+    def close(self) -> None:
+        self.run.close()
+
+    def _decoded(self, result: AnytimeResult) -> AnytimeResult:
+        if self.generation and result.nfe == 0:
+            image = torch.zeros(self.image_shape, device=result.image.device)
+        else:
+            with torch.no_grad():
+                image = self.prior.decode(result.image).clamp(-1, 1)
+        return dataclasses.replace(result, image=image)
 
 
 @dataclass
@@ -181,7 +235,7 @@ class Session:
         Raises :class:`UsageError` (before any evaluation) for bad settings or input, or when this
         tab already has a run in progress.
         """
-        job = prepare(settings, source, self.device)
+        job = prepare(settings, source, self.device, self.prior)
         with self._lock:
             if self._running or self._sampling:
                 raise UsageError("this tab already has a run in progress; press Stop first")
@@ -198,11 +252,11 @@ class Session:
 
     def _stream(self, job: Job) -> Iterator[Frame]:
         s = job.settings
-        prior = _Interruptible(self.prior, self._stop)
-        run = job.sampler(prior).iterate(job.generator(), budget_nfe=s.budget_nfe,
-                                         deadline_s=s.deadline_s)
-        vanilla = _Beside(job.sampler(prior, vanilla=True).iterate(job.generator())) \
-            if s.compare_vanilla else None
+        prior = _interruptible(job.prior if job.latent else self.prior, self._stop)
+        run = self._decoding(job, job.sampler(prior).iterate(job.generator(), budget_nfe=s.budget_nfe,
+                                                             deadline_s=s.deadline_s))
+        vanilla = _Beside(self._decoding(job, job.sampler(prior, vanilla=True)
+                                         .iterate(job.generator()))) if s.compare_vanilla else None
         started = time.perf_counter()
         trajectory: list[AnytimeResult] = []
         guidance: list[dict[str, Any]] = []
@@ -224,6 +278,13 @@ class Session:
         self.last = Frame(list(trajectory), vanilla.latest if vanilla else None,
                           f"{how}: {caption(trajectory[-1])}", done=True, files=files)
         yield self.last
+
+    @staticmethod
+    def _decoding(job: Job, run: AnytimeRun) -> Any:
+        """``run`` itself, or for a latent run its results decoded (see :class:`_Decoded`)."""
+        if not job.latent:
+            return run
+        return _Decoded(run, job.prior, job.image_shape, job.problem is None)
 
     def _between_steps(self, run: AnytimeRun, trajectory: list[AnytimeResult],
                        vanilla: _Beside | None, guidance: list[dict[str, Any]]) -> Iterator[Frame]:
@@ -292,13 +353,16 @@ class Session:
             self._stop = threading.Event()
         try:
             job = self.job
-            prior = _Interruptible(self.prior, self._stop)
+            prior = _interruptible(job.prior if job.latent else self.prior, self._stop)
             stack = [_to01(self.last.current.image)]
             for index in range(1, samples):
                 try:
                     x = job.sampler(prior).sample(job.generator(index))
                 except Cancelled:
                     return
+                if job.latent:
+                    with torch.no_grad():
+                        x = job.prior.decode(x).clamp(-1, 1)
                 stack.append(_to01(x))
                 yield torch.stack(stack).std(0, unbiased=True)[0].mean(0), len(stack)
         finally:

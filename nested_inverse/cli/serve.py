@@ -9,8 +9,7 @@ import sys
 from typing import Any
 
 from ..errors import UsageError
-from .common import (add_prior_args, load_prior_cached, pick_device, require_pixel_prior,
-                     setup_logging)
+from .common import add_prior_args, load_prior_cached, pick_device, setup_logging
 
 __all__ = ["add_parser"]
 
@@ -22,7 +21,9 @@ def add_parser(subparsers: Any) -> None:
         "serve", help="a local web page: restore, watch every outer step, steer the run",
         description="Start a local web page (Gradio) to restore images with nested diffusion: "
                     "upload or pick an image, paint a mask, watch the restoration after every "
-                    "outer step and steer it (Stop, Resample, Edit, inner steps). Binds to "
+                    "outer step and steer it (Stop, Resample, Edit, inner steps). With a latent "
+                    "pipeline folder as --prior (Stable Diffusion, DiT) the page also generates "
+                    "from a prompt or class, and restores steered by the prompt. Binds to "
                     "localhost unless --host says otherwise; no share links.",
     )
     p.add_argument("--host", default="127.0.0.1",
@@ -59,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from ..app.session import Sessions
 
     device = pick_device(args.device)
-    prior = require_pixel_prior(load_prior_cached(args.prior, str(device), args.dtype,
-                                                  args.allow_pickle), args.prior, "serve")
+    # A pixel prior, or a latent pipeline folder (text-to-image / class-conditional generation and
+    # prompt-steered latent restoration on the same page).
+    prior = load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle)
     sessions = Sessions(prior, args.prior, device)
     page = build_page(sessions, max_runs=args.max_runs)
     print(f"nested-inverse serve: http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
