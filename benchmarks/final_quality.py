@@ -65,11 +65,12 @@ def parse_variant(text: str) -> tuple[str, dict[str, float]]:
     return split, params
 
 
-def resolve(split: str, params: dict, method: str, budget: int) -> tuple[int, int, dict, str]:
+def resolve(split: str, params: dict, method: str, budget: int,
+            sigma_y: float = 0.0) -> tuple[int, int, dict, str]:
     """``(K, I, sampler and solver parameters, label)`` of a variant at ``budget``."""
     if split == "auto":
         k, i = ni.planning.auto_split(budget)
-        params = {**ni.planning.nested_defaults(method), **params}
+        params = {**ni.planning.nested_defaults(method, sigma_y), **params}
         label = f"auto {k}x{i}"
     else:
         k, i = (int(v) for v in split.split("x"))
@@ -156,7 +157,7 @@ def main(argv=None) -> None:
                     runs = {f"vanilla {budget}": ni.VanillaSampler(
                         ni.solvers.make(method, prior, problem), budget)}
                     for split, params in variants:
-                        k, i, params, label = resolve(split, params, method, budget)
+                        k, i, params, label = resolve(split, params, method, budget, sigma_y)
                         runs[label] = nested(functools.partial(ni.solvers.make, method, prior,
                                                                problem), k, i, params)
                     for label, sampler in runs.items():
@@ -246,7 +247,7 @@ def gmm_study(args, argv) -> None:
                         return ni.solvers.get(method)(prior, op, yb, sigma_y, **params)
                     runs = {f"vanilla {budget}": ni.VanillaSampler(solver_of(), budget)}
                     for split, params in variants:
-                        k, i, params, label = resolve(split, params, method, budget)
+                        k, i, params, label = resolve(split, params, method, budget, sigma_y)
                         runs[label] = nested(solver_of, k, i, params)
                     for label, sampler in runs.items():
                         gens = [torch.Generator().manual_seed(7 + 1000 * j + b) for b in range(n)]

@@ -161,7 +161,7 @@ def restore(
                                          deadline_s)
     config = SamplerConfig(method=method, method_args=method_params, vanilla=vanilla,
                            steps=steps if steps is not None or not vanilla else budget_nfe,
-                           outer_eta=outer_eta, budget_nfe=budget_nfe,
+                           outer_eta=outer_eta, budget_nfe=budget_nfe, sigma_y=sigma_y,
                            **_split(outer_steps, inner_steps, budget_nfe, vanilla))
     run = config.run(prior, problem, generators(seed, problem.image_shape[0], device),
                      deadline_s=deadline_s)

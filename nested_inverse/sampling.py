@@ -40,7 +40,8 @@ class SamplerConfig:
     (``outer=None``), the split is the default policy for ``budget_nfe`` (20 when unset):
     :func:`~nested_inverse.planning.auto_split` gives K × I and
     :func:`~nested_inverse.planning.nested_defaults` the inner solver's parameters that
-    ``method_args`` does not set; the run spends exactly ``budget_nfe``. Vanilla: the solver alone
+    ``method_args`` does not set, for observations with noise ``sigma_y`` (the problem's, which
+    :meth:`solver` checks); the run spends exactly ``budget_nfe``. Vanilla: the solver alone
     for ``steps`` evaluations (``budget_nfe``, else 20).
 
     Attributes:
@@ -50,6 +51,7 @@ class SamplerConfig:
         vanilla: run the solver alone instead; steps: its evaluations.
         outer_eta: η of the outer DDIM step, in [0, 1].
         budget_nfe: evaluations per image the run may spend (None: ``outer·inner``).
+        sigma_y: the observation noise (on the [0, 1] scale) the default policy plans for.
         auto: whether ``outer``/``inner`` (and defaults in ``method_args``) came from the policy
             (set by the config itself).
 
@@ -73,9 +75,14 @@ class SamplerConfig:
     steps: int | None = None
     outer_eta: float = 0.0
     budget_nfe: int | None = None
+    sigma_y: float = 0.0
     auto: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.sigma_y, (int, float)) and math.isfinite(self.sigma_y)
+                and self.sigma_y >= 0):
+            raise UsageError(f"`sigma_y`={self.sigma_y!r} must be a number >= 0 on the [0, 1] scale")
+        self.sigma_y = float(self.sigma_y)
         if self.budget_nfe is not None:
             self._check_count("budget_nfe", self.budget_nfe)
         if self.vanilla:
@@ -85,7 +92,7 @@ class SamplerConfig:
             self.auto = True
             self.outer, self.inner = auto_split(self.budget_nfe or DEFAULT_BUDGET)
             self.budget_nfe = self.budget_nfe or DEFAULT_BUDGET
-            self.method_args = {**nested_defaults(self.method), **self.method_args}
+            self.method_args = {**nested_defaults(self.method, self.sigma_y), **self.method_args}
         elif self.outer is None or self.inner is None:
             given, missing = ("outer", "inner") if self.inner is None else ("inner", "outer")
             raise UsageError(f"`{given}`={getattr(self, given)!r} given without `{missing}`: give "
@@ -120,6 +127,10 @@ class SamplerConfig:
 
     def solver(self, prior: Prior, problem: Problem) -> Solver:
         """The solver ``method`` for ``problem``."""
+        if self.auto and float(problem.sigma_y) != self.sigma_y:
+            raise UsageError(f"the default policy of this configuration was planned for `sigma_y`="
+                             f"{self.sigma_y}, but the problem has sigma_y={problem.sigma_y}; "
+                             "build it with SamplerConfig(sigma_y=...) of the problem")
         return solvers.make(self.method, prior, problem, **self.method_args)
 
     def sampler(self, solver: Solver) -> NestedSampler | VanillaSampler:

@@ -49,6 +49,27 @@ def test_the_default_is_the_policy_for_the_budget():
     assert (fixed.outer, fixed.inner, fixed.budget, fixed.auto) == (5, 4, 12, False)
 
 
+def test_the_policy_keeps_the_solvers_eta_for_noisy_observations():
+    assert SamplerConfig(sigma_y=0.05).method_args == {}
+    assert SamplerConfig(method="pigdm", sigma_y=0.01, budget_nfe=50).method_args == {}
+    assert SamplerConfig(sigma_y=0.0).method_args == {"eta": 1.0}
+    assert SamplerConfig(sigma_y=0.05, outer=4, inner=5).method_args == {}  # explicit: as given
+    with pytest.raises(UsageError, match=r"`sigma_y`=-0.1 must be a number >= 0"):
+        SamplerConfig(sigma_y=-0.1)
+
+
+def test_a_policy_planned_for_other_noise_is_refused():
+    prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+                                 event_shape=(1, 2, 2))
+    noisy = Problem(torch.full((1, 1, 2, 2), 0.5, dtype=torch.float64),
+                    operators.make("inpaint-half", image_shape=(1, 2, 2)), sigma_y=0.05)
+    with pytest.raises(UsageError, match=r"planned for `sigma_y`=0.0, but the problem has "
+                                         r"sigma_y=0.05"):
+        SamplerConfig().solver(prior, noisy)
+    assert SamplerConfig(sigma_y=0.05).solver(prior, noisy).eta == 0.85
+    assert SamplerConfig(outer=2, inner=2).solver(prior, noisy).eta == 0.85  # explicit: no policy
+
+
 @pytest.mark.parametrize("budget, spent", [(50, [12, 12, 13, 13]), (20, [5, 5, 5, 5]),
                                            (13, [4, 4, 5])])
 def test_the_policy_run_spends_exactly_the_budget(budget, spent):

@@ -119,7 +119,7 @@ def run_dataset(
     """
     restoring = prior is not None
     if restoring and sampler is None:
-        sampler = SamplerConfig()
+        sampler = SamplerConfig(sigma_y=sigma_y)
     for name, value, low in (("samples", samples, 1), ("batch_size", batch_size, 1),
                              ("limit", limit if limit is not None else 1, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
