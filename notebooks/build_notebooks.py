@@ -129,9 +129,9 @@ show_grid([[x] + list(observations.values())], ["clean"] + list(observations))
 `ni.restore(y, operator, sigma_y, method, outer_steps, inner_steps, prior, seed,
 return_intermediates)` takes and returns images in [0, 1]. Given only a budget (`budget_nfe`), it
 chooses the split itself (`outer_steps="auto"`): 4 outer steps of about a quarter of the budget each
-(fewer for budgets under 16), with DDRM's inner runs fully stochastic (η = 1), the policy that ended
-level with or above vanilla on held-out photos (benchmarks/RESULTS.md, "Final quality: the default
-policy"); `outer_steps=K, inner_steps=I` sets it by hand. With `return_intermediates=True` it also
+(fewer for budgets under 16), with DDRM's inner runs fully stochastic (η = 1) for noiseless
+observations, the policy that ended within 0.3 dB of vanilla or above on held-out photos
+(benchmarks/RESULTS.md, "Final quality: the default policy"); `outer_steps=K, inner_steps=I` sets it by hand. With `return_intermediates=True` it also
 returns one `AnytimeResult` per outer step (`A†y` first, at 0 evaluations); each carries `.image`
 and `.nfe`, the network evaluations spent so far. With `vanilla=True` it runs the solver alone for
 `steps` evaluations and the intermediates are its x̂0 after every step. Loading the prior once and

@@ -82,8 +82,8 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
                    help="network evaluations per image (default: 20)")
     g.add_argument("--split", default=None, metavar="KxI|auto",
                    help="K outer steps of I solver steps each; auto (the default) chooses them for "
-                        "the budget: 4x5 at 20, 4x13 trimmed to 50 at 50, with the solver's eta=1 "
-                        "unless --method-arg sets it")
+                        "the budget: 4x5 at 20, 4x13 trimmed to 50 at 50, with DDRM's/PiGDM's eta=1 "
+                        "for --sigma-y 0 unless --method-arg sets it")
     g.add_argument("--outer", type=int, default=None, metavar="K",
                    help="outer (nested) steps, with --inner: the same as --split KxI")
     g.add_argument("--inner", type=int, default=None, metavar="I",
