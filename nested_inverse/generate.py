@@ -65,7 +65,35 @@ class GeneratedStep:
         return self.result.outer_step
 
 
-class GenerationRun(Iterator[GeneratedStep]):
+class LatentStream:
+    """A latent run's anytime stream seen in image space: each result goes through
+    :meth:`_decoded`, and an ``Edit`` whose image is image-sized (``image_shape``, model range
+    [-1, 1]) is encoded to latents before it reaches the run (a latent-sized one is passed as it
+    is). Subclasses say what a decoded result is."""
+
+    def __init__(self, run: AnytimeRun, prior: Any, image_shape: Sequence[int]) -> None:
+        self.run, self.prior, self.image_shape = run, prior, tuple(image_shape)
+
+    def __iter__(self) -> LatentStream:
+        return self
+
+    def __next__(self) -> Any:
+        return self._decoded(next(self.run))
+
+    def send(self, command: object) -> Any:
+        if isinstance(command, Edit) and tuple(command.image.shape) == self.image_shape:
+            with torch.no_grad():
+                command = Edit(self.prior.encode(command.image))
+        return self._decoded(self.run.send(command))
+
+    def close(self) -> None:
+        self.run.close()
+
+    def _decoded(self, result: AnytimeResult) -> Any:
+        raise NotImplementedError
+
+
+class GenerationRun(LatentStream, Iterator[GeneratedStep]):
     """The anytime stream of a generation: :class:`GeneratedStep` after every outer step.
 
     ``send(command)`` passes guidance commands (:class:`~nested_inverse.Resample`,
@@ -76,28 +104,11 @@ class GenerationRun(Iterator[GeneratedStep]):
 
     def __init__(self, run: AnytimeRun, prior: GuidedLatentPrior, image_shape: Sequence[int],
                  sampler: NestedSampler | None = None) -> None:
-        self.run = run
+        super().__init__(run, prior, image_shape)
         self.sampler = sampler
-        self.prior = prior
-        self.image_shape = tuple(image_shape)
         self.decode_s = 0.0
         self.latest: GeneratedStep | None = None
         self._images0 = prior.network_images
-
-    def __iter__(self) -> GenerationRun:
-        return self
-
-    def __next__(self) -> GeneratedStep:
-        return self._decoded(next(self.run))
-
-    def send(self, command: object) -> GeneratedStep:
-        if isinstance(command, Edit) and tuple(command.image.shape) == self.image_shape:
-            with torch.no_grad():
-                command = Edit(self.prior.encode(command.image))
-        return self._decoded(self.run.send(command))
-
-    def close(self) -> None:
-        self.run.close()
 
     def _decoded(self, result: AnytimeResult) -> GeneratedStep:
         if self.latest is not None and self.latest.result is result:

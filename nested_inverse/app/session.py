@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ..anytime import AnytimeResult, AnytimeRun
 from ..errors import UsageError
+from ..generate import LatentStream
 from ..guidance import Edit, Resample, SetInnerSteps, Stop
 from ..imageio import to_model_range
 from ..priors import Prior
@@ -80,7 +81,7 @@ def _interruptible(prior: Any, stop: threading.Event) -> _Interruptible:
     return (_InterruptibleLatent if is_latent_prior(prior) else _Interruptible)(prior, stop)
 
 
-class _Decoded:
+class _Decoded(LatentStream):
     """A latent run's stream with every result decoded to an image (model range), as the page
     shows, downloads and measures it; an image-sized ``Edit`` is encoded to a latent first (a
     latent-sized one is passed as it is), as :class:`~nested_inverse.generate.GenerationRun`.
@@ -90,23 +91,8 @@ class _Decoded:
     """
 
     def __init__(self, run: Any, prior: Any, image_shape: tuple[int, ...], generation: bool) -> None:
-        self.run, self.prior, self.image_shape = run, prior, tuple(image_shape)
+        super().__init__(run, prior, image_shape)
         self.generation = generation
-
-    def __iter__(self) -> _Decoded:
-        return self
-
-    def __next__(self) -> AnytimeResult:
-        return self._decoded(next(self.run))
-
-    def send(self, command: Any) -> AnytimeResult:
-        if isinstance(command, Edit) and tuple(command.image.shape) == self.image_shape:
-            with torch.no_grad():
-                command = Edit(self.prior.encode(command.image))
-        return self._decoded(self.run.send(command))
-
-    def close(self) -> None:
-        self.run.close()
 
     def _decoded(self, result: AnytimeResult) -> AnytimeResult:
         if self.generation and result.nfe == 0:
