@@ -46,6 +46,8 @@ import nested_inverse as ni
 from nested_inverse.anytime import run_to_end
 from nested_inverse.metrics import anytime_quality, psnr, sliced_wasserstein
 
+from anytime import mixture  # benchmarks/anytime.py: the mixture both scripts judge by
+
 #: task name → (operator registry name, sigma_y on the [0, 1] scale).
 TASKS = {
     "sr4": ("sr4", 0.0),
@@ -191,18 +193,6 @@ def main(argv=None) -> None:
 #: operator registry name and sigma_y of the mixture problems (4×4 single-channel events).
 GMM_TASKS = {"sr2": ("sr2", 0.0), "inpaint-half": ("inpaint-half", 0.0),
              "sr2-noisy": ("sr2", 0.05)}
-
-
-def mixture() -> ni.GaussianMixturePrior:
-    """The 5-component, 16-dimensional mixture of benchmarks/anytime.py (same seed, same law)."""
-    g = torch.Generator().manual_seed(0)
-    k, shape = 5, (1, 4, 4)
-    d = math.prod(shape)
-    weights = torch.rand(k, generator=g, dtype=torch.float64) + 0.2
-    means = torch.randn(k, d, generator=g, dtype=torch.float64)
-    roots = 0.3 * torch.randn(k, d, d, generator=g, dtype=torch.float64) / d**0.5
-    covs = roots @ roots.transpose(-1, -2) + 0.05 * torch.eye(d, dtype=torch.float64)
-    return ni.GaussianMixturePrior(weights, means, covs, shape)
 
 
 def gmm_study(args, argv) -> None:
