@@ -71,7 +71,10 @@ then run:
     /work/venvs/deepinv/bin/python {repo}/benchmarks/peers.py
 """
 
-TASKS = ("inpaint", "sr4")
+#: task → registered operator.
+OPERATORS = {"inpaint": "inpaint-box", "sr4": "sr4", "deblur-gauss": "blur-gauss",
+             "deblur-motion": "blur-motion"}
+TASKS = tuple(OPERATORS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ddrm-steps", type=int, default=20, help="network evaluations for DDRM (20)")
     p.add_argument("--dps-steps", type=int, default=50, help="network evaluations for DPS (50)")
     p.add_argument("--no-dps", action="store_true", help="skip DPS (the slow part)")
+    p.add_argument("--no-ddrm", action="store_true", help="skip DDRM")
+    p.add_argument("--diffpir-steps", type=int, nargs="*", default=[],
+                   help="also DiffPIR from both libraries at these evaluation counts")
     p.add_argument("--dps-weight", nargs="+", default=["1.0"], metavar="[TASK=]W",
                    help="deepinv DPS `weight`, one value or per task (inpaint=1000 sr4=1000); "
                         "default 1.0, deepinv's own")
@@ -157,9 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             emit = Emitter(rows, name, task, case.x01, bare_time(torch, bench.prior, args.seeds, args.size))
             with torch.no_grad():
                 emit("A†y", "-", from_model_range(case.op.pinv(case.y)), 0, 0, 0.0)
-            ddrm_runs = [lambda: bench.ours_ddrm(case, from_model_range),
-                         lambda: bench.deepinv_ddrm(case, 2.0, "deepinv"),
-                         lambda: bench.deepinv_ddrm(case, math.sqrt(2.0), "deepinv σ√2")]
+            ddrm_runs = [] if args.no_ddrm else [
+                lambda: bench.ours_ddrm(case, from_model_range),
+                lambda: bench.deepinv_ddrm(case, 2.0, "deepinv"),
+                lambda: bench.deepinv_ddrm(case, math.sqrt(2.0), "deepinv σ√2")]
+            diffpir_runs = [run for n in args.diffpir_steps for run in (
+                lambda n=n: bench.ours_diffpir(case, n, from_model_range),
+                lambda n=n: bench.deepinv_diffpir(case, n))]
             dps_runs = []
             if not args.no_dps:
                 if bench.ours["DPS"] is not None:
@@ -171,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             if group % 2:
                 ddrm_runs = ddrm_runs[1:] + ddrm_runs[:1]
                 dps_runs = dps_runs[::-1]
-            for runs in (ddrm_runs, dps_runs):
+                diffpir_runs = [r for pair in zip(diffpir_runs[1::2], diffpir_runs[::2])
+                                for r in pair]
+            for runs in (ddrm_runs, dps_runs, diffpir_runs):
                 # --repeat: the runs take turns, and each keeps its median wall time (seeded
                 # runs give the same samples every time).
                 results = [[] for _ in runs]
@@ -205,7 +217,7 @@ class Bench:
         self.abar = self.prior.alphas_cumprod.to(torch.float64)
         T = self.abar.numel()
         self.levels = ((1 - self.abar) / self.abar).sqrt()  # VE noise level, model range
-        self.ours = {name: find_solver(name) for name in ("DDRM", "DPS", "DDNM")}
+        self.ours = {name: find_solver(name) for name in ("DDRM", "DPS", "DDNM", "DiffPIR")}
         if self.ours["DDRM"] is not None:
             self.ddrm_cls, self.ddrm_name = self.ours["DDRM"], "DDRM"
         else:
@@ -242,7 +254,7 @@ class Bench:
         B, shape = a.seeds, tuple(x01.shape[1:])
         x = to_model_range(x01).expand(B, -1, -1, -1).contiguous()
         x01b = from_model_range(x)
-        op = self.operators.make("inpaint-box" if task == "inpaint" else "sr4", image_shape=shape)
+        op = self.operators.make(OPERATORS[task], image_shape=shape)
         y = op(x)
         if a.sigma_y > 0:
             g = [torch.Generator().manual_seed(10_000 + i) for i in range(B)]
@@ -277,6 +289,37 @@ class Bench:
         out = model(case.y01, case.physics, seed=1)
         wall = time.perf_counter() - t0
         return "DDRM", label, out, c.calls, c.grad_calls, wall
+
+    def ours_diffpir(self, case, steps: int, from_model_range):
+        torch, a, c = self.torch, self.args, self.counter
+        g = generators(torch, a.seeds, 3)
+        c.reset()
+        t0 = time.perf_counter()
+        solver = self.ours["DiffPIR"](self.prior, case.op, case.y, sigma_y=a.sigma_y,
+                                      lambda_=DIFFPIR_LAMBDA, zeta=DIFFPIR_ZETA)
+        out = solver.sample(steps=steps, generator=g)
+        wall = time.perf_counter() - t0
+        return "DiffPIR", "nested_inverse", from_model_range(out), c.calls, c.grad_calls, wall
+
+    def deepinv_diffpir(self, case, steps: int):
+        """deepinv's DiffPIR on the same denoiser. Its ρ_t = λ·σ²/σ̄_t² uses σ on the [0, 1]
+        scale and a proximal step on [0, 1] images, ``argmin ½‖A x − y‖² + ρ_t‖x − x0‖²``; in the
+        model range that is our ``‖A x − y‖² + ρ'‖x − x0‖²`` with ``ρ' = 2ρ_t``, where ours uses
+        ``λ·(2σ_y)²/σ̄_t² = 4λσ²/σ̄_t²``: deepinv gets ``2λ`` so both weigh the data alike. Its
+        noise level comes from ``physics.noise_model.sigma``, floored here at our
+        ``sigma_floor`` (1e-3) for noiseless ``y`` (at 0 its proximal step divides by zero)."""
+        torch, a, c, dinv = self.torch, self.args, self.counter, self.dinv
+        denoiser = VPDenoiser(torch, self.prior, 2.0)
+        physics = deepinv_physics(dinv, torch, case.op, case.task, tuple(case.x01.shape[1:]),
+                                  max(a.sigma_y, 1e-3))
+        c.reset()
+        t0 = time.perf_counter()
+        model = dinv.sampling.DiffPIR(denoiser, dinv.optim.data_fidelity.L2(), sigma=max(a.sigma_y, 1e-3),
+                                      max_iter=steps, zeta=DIFFPIR_ZETA, lambda_=2 * DIFFPIR_LAMBDA)
+        torch.manual_seed(3)
+        out = model(case.y01, physics)
+        wall = time.perf_counter() - t0
+        return "DiffPIR", "deepinv λ×2", out.clamp(0, 1), c.calls, c.grad_calls, wall
 
     def ours_dps(self, case, zeta, from_model_range):
         torch, a, c = self.torch, self.args, self.counter
@@ -411,7 +454,7 @@ def deepinv_physics(dinv, torch, op, task: str, shape, sigma_y: float):
     """deepinv's forward model for our operator: its own ``Inpainting`` with the same mask, or a
     ``DecomposablePhysics`` from our operator's exact SVD (box 4× SR)."""
     noise = dinv.physics.GaussianNoise(sigma=sigma_y)
-    if task == "inpaint":
+    if task == "inpaint":  # deepinv's own physics; the other tasks through our exact SVD
         mask = op.mask[0].expand(shape[0], -1, -1).to(torch.float32)  # [C, H, W]
         return dinv.physics.Inpainting(img_size=shape, mask=mask, noise_model=noise)
     svd = op.svd()
@@ -419,6 +462,10 @@ def deepinv_physics(dinv, torch, op, task: str, shape, sigma_y: float):
         U=svd.U, U_adjoint=svd.Ut, V=svd.V, V_adjoint=svd.Vt,
         mask=svd.singulars.to(torch.float32), noise_model=noise,
     )
+
+
+#: DiffPIR's paper settings (λ, ζ) for SR and deblurring (arXiv 2305.08995, Sec. 4).
+DIFFPIR_LAMBDA, DIFFPIR_ZETA = 7.0, 0.3
 
 
 def generators(torch, n: int, offset: int):
@@ -465,22 +512,22 @@ def summarize(rows: list[dict]) -> None:
     """Mean over images per task, method and library."""
     keys = []
     for r in rows:
-        k = (r["task"], r["method"], r["library"])
+        k = (r["task"], r["method"], r["library"], r["nfe"])
         if k not in keys:
             keys.append(k)
     print("Mean over images (PSNR dB, wall s, wall per NFE relative to one bare evaluation):")
-    print(f"{'task':<8} {'method':<6} {'library':<16} {'NFE':>4} {'PSNR dB':>8} {'wall s':>8} "
+    print(f"{'task':<13} {'method':<7} {'library':<16} {'NFE':>4} {'PSNR dB':>8} {'wall s':>8} "
           f"{'per NFE':>8}")
     for k in keys:
-        sel = [r for r in rows if (r["task"], r["method"], r["library"]) == k]
+        sel = [r for r in rows if (r["task"], r["method"], r["library"], r["nfe"]) == k]
         nfe = sel[0]["nfe"]
         p = statistics.fmean(r["psnr"] for r in sel)
         if nfe:
             w = statistics.fmean(r["wall"] for r in sel)
             rel = statistics.fmean(r["rel"] for r in sel)
-            print(f"{k[0]:<8} {k[1]:<6} {k[2]:<16} {nfe:>4} {p:>8.2f} {w:>8.1f} {rel:>7.2f}x")
+            print(f"{k[0]:<13} {k[1]:<7} {k[2]:<16} {nfe:>4} {p:>8.2f} {w:>8.1f} {rel:>7.2f}x")
         else:
-            print(f"{k[0]:<8} {k[1]:<6} {k[2]:<16} {nfe:>4} {p:>8.2f} {'-':>8} {'-':>8}")
+            print(f"{k[0]:<13} {k[1]:<7} {k[2]:<16} {nfe:>4} {p:>8.2f} {'-':>8} {'-':>8}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ The mixture is the lead's yardstick: d = 16 (event (1, 4, 4)), K = 20, means ~ N
     python benchmarks/posterior.py                     # the table in RESULTS.md
     python benchmarks/posterior.py --test-problem --rows 4     # the draw the tests use
     python benchmarks/posterior.py --n 500 --steps 5 20 --solvers DDRM PiGDM
+    python benchmarks/posterior.py --n 1000 --steps 20 50 100 200 --nested   # issue 20's table
+
+With ``--nested`` each solver also runs as the nested sampler's inner solver with the default
+policy (``planning.auto_split`` and ``planning.nested_defaults``, the budget spent exactly), and
+an exact inner sampler (``ExactPosterior``) nested the same way shows what the outer process
+alone costs.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import time
 import torch
 
 import operators
-from nested_inverse import GaussianMixturePrior
+from nested_inverse import GaussianMixturePrior, NestedSampler
 from nested_inverse.metrics import sliced_wasserstein
-from nested_inverse.solvers import DDNM, DDRM
+from nested_inverse.planning import auto_split, nested_defaults
+from nested_inverse.solvers import DAPS, DDNM, DDRM, DiffPIR, ExactPosterior
 from nested_inverse.solvers.dps import DPS
 from nested_inverse.solvers.pigdm import PiGDM
 
@@ -36,7 +43,28 @@ SOLVERS = {
     "PiGDM": (PiGDM, {}),
     "DPS(zeta=0.1)": (DPS, {"zeta": 0.1}),
     "DPS(zeta=0.3)": (DPS, {"zeta": 0.3}),
+    "DiffPIR": (DiffPIR, {}),
+    "DiffPIR(zeta=1)": (DiffPIR, {"zeta": 1.0}),
+    "DiffPIR(lam=1)": (DiffPIR, {"lambda_": 1.0}),
+    "DAPS": (DAPS, {}),
+    "DAPS(r=sigma)": (DAPS, {"r": "sigma"}),
+    "DAPS(ode=2)": (DAPS, {"ode_steps": 2}),
 }
+#: the table issue 20 asks for: every solver with its defaults.
+DEFAULT_SOLVERS = ["DDRM", "DDNM", "PiGDM", "DPS(zeta=0.3)", "DiffPIR", "DAPS"]
+
+
+#: registry names, for the default policy's per-method parameters.
+METHODS = {DDRM: "ddrm", DDNM: "ddnm", PiGDM: "pigdm", DPS: "dps", DiffPIR: "diffpir", DAPS: "daps"}
+
+
+def nested_sample(cls, params, prior, op, ys, sigma_y, budget: int) -> torch.Tensor:
+    """The default nested run for ``budget`` evaluations with ``cls`` inside."""
+    outer, inner = auto_split(budget)
+    params = {**nested_defaults(METHODS.get(cls, ""), sigma_y), **params}
+    solver = cls(prior, op, ys, sigma_y, **params)
+    return NestedSampler(solver, outer, inner).sample(torch.Generator().manual_seed(4),
+                                                      budget_nfe=budget)
 
 
 def yardstick_prior(seed: int = 0, d: int = 16, k: int = 20) -> GaussianMixturePrior:
@@ -77,9 +105,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="samples per solver")
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 20, 50])
-    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
+    parser.add_argument("--solvers", nargs="+", default=DEFAULT_SOLVERS, choices=list(SOLVERS))
     parser.add_argument("--rows", type=int, nargs="+", default=[4, 8], help="rows m of A (m×16)")
     parser.add_argument("--sigma-y", type=float, nargs="+", default=[0.0, 0.05])
+    parser.add_argument("--nested", action="store_true",
+                        help="also each solver nested with the default policy, and nested exact")
     parser.add_argument("--test-problem", action="store_true",
                         help="use the tests' draw of A and x0 instead of seeds 100 + m")
     args = parser.parse_args()
@@ -89,7 +119,7 @@ def main() -> None:
     n = args.n
     print(f"Gaussian mixture d={prior.dim}, K={prior.means.shape[0]}; n={n} samples; "
           f"sliced W2 to the exact posterior (256 projections)")
-    header = f"| {'solver':<14} | {'A':>5} | {'sigma_y':>7} | " + " | ".join(
+    header = f"| {'solver':<22} | {'A':>5} | {'sigma_y':>7} | " + " | ".join(
         f"{s:>3} steps" for s in args.steps) + " | time |"
     print(header)
     print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
@@ -104,17 +134,23 @@ def main() -> None:
             post2 = prior.posterior_sample(op, y, sigma_y,
                                            generator=torch.Generator().manual_seed(2), n=n)
             ref_prior = prior.sample(n, torch.Generator().manual_seed(3))
-            tag = f"| {{:<14}} | {m:>2}×16 | {sigma_y:>7} | "
+            tag = f"| {{:<22}} | {m:>2}×16 | {sigma_y:>7} | "
             for name, value in (("prior", sw(ref_prior, post)), ("posterior", sw(post2, post))):
                 print(tag.format(name) + f"{value:9.3f} | " + " | ".join(
                     " " * 9 for _ in args.steps[1:]) + " |      |")
             ys = y.expand(n, -1)
-            for name in args.solvers:
-                cls, params = SOLVERS[name]
+            rows = [(name, *SOLVERS[name], False) for name in args.solvers]
+            if args.nested:
+                rows += [(f"nested {name}", *SOLVERS[name], True) for name in args.solvers]
+                rows.append(("nested exact", ExactPosterior, {}, True))
+            for name, cls, params, nested in rows:
                 cells, start = [], time.perf_counter()
                 for steps in args.steps:
-                    out = cls(prior, op, ys, sigma_y, **params).sample(
-                        steps=steps, generator=torch.Generator().manual_seed(4))
+                    if nested:
+                        out = nested_sample(cls, params, prior, op, ys, sigma_y, steps)
+                    else:
+                        out = cls(prior, op, ys, sigma_y, **params).sample(
+                            steps=steps, generator=torch.Generator().manual_seed(4))
                     value = sw(out, post)
                     cells.append(f"{value:9.3f}" if math.isfinite(value) else f"{'nan':>9}")
                 print(tag.format(name) + " | ".join(cells)

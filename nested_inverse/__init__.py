@@ -13,7 +13,8 @@ The public API, by concept:
 - priors: :class:`Prior`, :class:`DiffusionPrior`, :class:`GaussianMixturePrior`,
   :func:`load_prior`, :func:`train_prior`, :class:`CountingPrior`; latent ones:
   :class:`LatentPrior`, and the exact :class:`LinearLatentPrior` over a :class:`LinearDecoder`;
-- solvers: :class:`DDRM`, :class:`DDNM`, :class:`PiGDM`, :class:`DPS`, :class:`DDIM`; latent:
+- solvers: :class:`DDRM`, :class:`DDNM`, :class:`PiGDM`, :class:`DPS`, :class:`DiffPIR`, :class:`DAPS`,
+  :class:`DDIM`; latent:
   :class:`LatentInverseSolver`, :class:`LatentDPS`, :class:`PSLD` (and the registry
   ``nested_inverse.solvers.make/available``);
 - the anytime stream: :class:`NestedSampler`, :class:`VanillaSampler`, :class:`SamplerConfig`,
@@ -60,10 +61,12 @@ from .problem import Problem
 from .restore import restore
 from .sampling import SamplerConfig
 from .solvers import (
+    DAPS,
     DDIM,
     DDNM,
     DDRM,
     DPS,
+    DiffPIR,
     PSLD,
     InverseSolver,
     LatentDPS,
@@ -87,8 +90,8 @@ __all__ = [
     "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "LatentPrior", "LinearDecoder",
     "LinearLatentPrior", "Prior", "load_prior", "train_prior",
     # solvers
-    "DDIM", "DDNM", "DDRM", "DPS", "InverseSolver", "LatentDPS", "LatentInverseSolver", "PSLD",
-    "PiGDM", "Solver", "SolverState",
+    "DAPS", "DDIM", "DDNM", "DDRM", "DPS", "DiffPIR", "InverseSolver", "LatentDPS", "LatentInverseSolver",
+    "PSLD", "PiGDM", "Solver", "SolverState",
     # the anytime stream and guidance
     "AnytimeResult", "AnytimeRun", "Edit", "NestedSampler", "Resample", "SamplerConfig",
     "SetInnerSteps", "Stop", "VanillaSampler",

@@ -193,10 +193,11 @@ class VanillaSampler:
         solver = self.solver
         steps = int(min(self.steps, allowance.remaining()))
         yield AnytimeResult(solver.initial_estimate, 0, 0, 0.0, solver.initial_estimate, -1)
-        tick = time.perf_counter()
+        tick, spent = time.perf_counter(), 0
         for state in solver.iterate(steps=steps, generator=generator):
             now = time.perf_counter()
-            allowance.charge(1, now - tick)
+            allowance.charge(state.nfe - spent, now - tick)
+            spent = state.nfe
             if allowance.expired():
                 return
             image = state.x_t if state.t < 0 else state.x0_hat

@@ -36,7 +36,6 @@ from .planning import Allowance, keep_evenly, plan_budget
 from .priors import Prior
 from .solvers.base import Solver, ddim_step, unit_interval
 from .solvers.ddim import DDIM
-from .timesteps import spaced_timesteps
 
 __all__ = ["NestedSampler", "outer_timesteps"]
 
@@ -231,14 +230,15 @@ class _Session(StopOnly):
 
     def inner(self, x: Tensor, tau: int, steps: int) -> Tensor | None:
         """One inner run from ``(x, τ)``: its x̂0, or None when abandoned for the deadline."""
-        timesteps = spaced_timesteps(tau, steps)
+        solver = self.sampler.solver
+        timesteps = solver.timesteps(tau, steps)
+        total = sum(solver.evaluations(t) for t in timesteps)
         started = time.perf_counter()
         state, used = None, 0
         try:
-            for state in self.sampler.solver.iterate(x_t=x, timesteps=timesteps,
-                                                     generator=self.generator):
+            for state in solver.iterate(x_t=x, timesteps=timesteps, generator=self.generator):
                 used = state.nfe
-                if self.allowance.overshoots(started, used, len(timesteps)):
+                if self.allowance.overshoots(started, used, total):
                     return None
             return state.x_t
         finally:

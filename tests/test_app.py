@@ -315,7 +315,7 @@ def test_inpainting_with_a_painted_mask(session):
 
 @pytest.mark.parametrize("kw, match", [
     (dict(sigma_y=-0.1), r"`sigma_y`=-0.1 must be a number >= 0"),
-    (dict(method="ddpm"), r"`method`='ddpm' is not a solver; one of: ddnm, ddrm"),
+    (dict(method="ddpm"), r"`method`='ddpm' is not a solver; one of: daps, ddnm, ddrm"),
     (dict(outer=0), r"`outer`=0 must be an integer >= 1"),
     (dict(budget_nfe=0), r"`budget_nfe`=0 must be an integer >= 1"),
     (dict(deadline_s=-1.0), r"`deadline_s`=-1.0 must be a number of seconds > 0"),

@@ -99,7 +99,7 @@ def test_budget_is_passed_through(prior):
 
 def test_every_registered_method_runs(prior):
     x, op, y = observation()
-    assert solvers.available(latent=False) == ["ddnm", "ddrm", "dps", "pigdm"]
+    assert solvers.available(latent=False) == ["daps", "ddnm", "ddrm", "diffpir", "dps", "pigdm"]
     for method in solvers.available(latent=False):  # latent ones: tests/test_restore_latent.py
         out = restore(y, op, 0.05, method=method, outer_steps=2, inner_steps=2, prior=prior,
                       seed=0, progress=False)

@@ -61,7 +61,7 @@ def test_pixel_solvers_are_refused_on_a_latent_prior_and_the_reverse(prior):
                                          r"prior: latent-dps, psld"):
         restore(y, op, method="ddrm", prior=prior, progress=False)
     with pytest.raises(ValueError, match=r"`method`='psld' is a latent solver .* accepted with this "
-                                         r"prior: ddnm, ddrm, dps, pigdm"):
+                                         r"prior: daps, ddnm, ddrm, diffpir, dps, pigdm"):
         restore(y, op, method="psld", prior=prior.image_prior(), progress=False)
 
 

@@ -8,11 +8,14 @@ import torch
 
 import operators
 from nested_inverse import GaussianMixturePrior
-from nested_inverse.solvers import DDNM, DDRM, DPS, PiGDM
+from nested_inverse.solvers import DAPS, DDNM, DDRM, DPS, DiffPIR, PiGDM
 
-SOLVERS = [DDRM, DDNM, PiGDM, DPS]
+SOLVERS = [DDRM, DDNM, PiGDM, DPS, DiffPIR, DAPS]
 #: Solvers whose noiseless result satisfies A x0 = y exactly.
-PROJECTING = [DDRM, DDNM]
+PROJECTING = [DDRM, DDNM, DAPS]
+#: A parameter value each solver refuses, and the name its message must carry.
+BAD_PARAM = {DDRM: ("eta", 1.5), DDNM: ("eta", 1.5), PiGDM: ("eta", 1.5), DPS: ("eta", 1.5),
+             DiffPIR: ("zeta", 1.5), DAPS: ("ode_steps", 0)}
 
 
 def small_gmm(generator, k=4, d=16, event_shape=(1, 4, 4)):
@@ -165,8 +168,9 @@ def test_bad_input_is_reported(cls, problem):
         solver.sample(x_t=torch.zeros(3, 1, 4, 4, dtype=torch.float64))
     with pytest.raises(TypeError, match="bogus"):
         cls(prior, op, y, bogus=1)
-    with pytest.raises(ValueError, match="eta"):
-        cls(prior, op, y, eta=1.5)
+    name, value = BAD_PARAM[cls]
+    with pytest.raises(ValueError, match=name):
+        cls(prior, op, y, **{name: value})
 
 
 # -------------------------------------------------------------------------------------- DDRM

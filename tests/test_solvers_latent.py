@@ -156,7 +156,7 @@ def test_mismatches_are_refused_with_what_fits(tasks):
     pixel = prior.image_prior()
     with pytest.raises(ValueError, match=r"`method`='psld' is a latent solver but `prior` "
                                          r"\(GaussianMixturePrior\) is a pixel prior; accepted with "
-                                         r"this prior: ddnm, ddrm, dps, pigdm"):
+                                         r"this prior: daps, ddnm, ddrm, diffpir, dps, pigdm"):
         solvers.make("psld", pixel, problem)
     with pytest.raises(ValueError, match=r"`prior` must be a LatentPrior .* got GaussianMixturePrior"):
         LatentDPS(pixel, op, y)

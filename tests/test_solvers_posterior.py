@@ -76,6 +76,21 @@ def test_mixture_ddnm_gets_closer_with_steps(mixture_problem):
     assert sw(run(DDNM, prior, op, y, 0.0, 30), post) < sw(run(DDNM, prior, op, y, 0.0, 5), post) - 0.02
 
 
+def unit_gaussian_problem(sigma_y: float, rows: int):
+    """``N(μ, I)`` in 16 dimensions, a random ``rows × 16`` operator and one observation: prior,
+    operator, ``y``, ``N`` exact posterior samples and the floor (a second sample's distance)."""
+    g = torch.Generator().manual_seed(0)
+    prior = GaussianMixturePrior(torch.ones(1), torch.randn(1, 16, generator=g, dtype=torch.float64),
+                                 torch.eye(16, dtype=torch.float64)[None], (1, 4, 4))
+    op = operators.MatrixOperator(torch.randn(rows, 16, generator=g, dtype=torch.float64),
+                                  (1, 4, 4))
+    y = op(prior.sample(1, g)) + 2 * sigma_y * torch.randn(1, rows, generator=g, dtype=torch.float64)
+    post = prior.posterior_sample(op, y, sigma_y, generator=torch.Generator().manual_seed(1), n=N)
+    floor = sw(prior.posterior_sample(op, y, sigma_y, generator=torch.Generator().manual_seed(2),
+                                      n=N), post)
+    return prior, op, y, post, floor
+
+
 @pytest.mark.parametrize("sigma_y, rows", [(0.0, 4), (0.05, 8)])
 @pytest.mark.parametrize("cls, params, exact", [(PiGDM, {}, True), (DDNM, {}, True),
                                                 (DDRM, {"eta": 0.0}, True), (DDRM, {}, False)])
@@ -86,15 +101,7 @@ def test_unit_gaussian_gets_closer_with_steps(cls, params, exact, sigma_y, rows)
 
     DDRM's η draws a share η of σ_s afresh at every step whatever the step size, so with η > 0 it
     keeps too little variance and does not converge to the posterior (it still gets closer)."""
-    g = torch.Generator().manual_seed(0)
-    prior = GaussianMixturePrior(torch.ones(1), torch.randn(1, 16, generator=g, dtype=torch.float64),
-                                 torch.eye(16, dtype=torch.float64)[None], (1, 4, 4))
-    op = operators.MatrixOperator(torch.randn(rows, 16, generator=g, dtype=torch.float64),
-                                  (1, 4, 4))
-    y = op(prior.sample(1, g)) + 2 * sigma_y * torch.randn(1, rows, generator=g, dtype=torch.float64)
-    post = prior.posterior_sample(op, y, sigma_y, generator=torch.Generator().manual_seed(1), n=N)
-    floor = sw(prior.posterior_sample(op, y, sigma_y, generator=torch.Generator().manual_seed(2),
-                                      n=N), post)
+    prior, op, y, post, floor = unit_gaussian_problem(sigma_y, rows)
     few, many = (sw(run(cls, prior, op, y, sigma_y, steps, **params), post) for steps in (5, 50))
     assert many < 0.5 * few
     if exact:

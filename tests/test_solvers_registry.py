@@ -21,8 +21,8 @@ PRIOR = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None
 
 
 def test_built_ins_are_listed_and_built_from_a_problem():
-    assert solvers.available() == ["ddnm", "ddrm", "dps", "latent-dps", "pigdm", "psld"]
-    assert solvers.available(latent=False) == ["ddnm", "ddrm", "dps", "pigdm"]
+    assert solvers.available() == ["daps", "ddnm", "ddrm", "diffpir", "dps", "latent-dps", "pigdm", "psld"]
+    assert solvers.available(latent=False) == ["daps", "ddnm", "ddrm", "diffpir", "dps", "pigdm"]
     assert solvers.available(latent=True) == ["latent-dps", "psld"]
     problem = _problem()
     solver = solvers.make("DDRM", PRIOR, problem, eta=0.5)
@@ -32,7 +32,7 @@ def test_built_ins_are_listed_and_built_from_a_problem():
 
 
 def test_unknown_methods_and_parameters_name_what_is_accepted():
-    with pytest.raises(ValueError, match=r"`method`='ddpm' is not known; accepted: ddnm, ddrm, dps, latent-dps, pigdm, psld"):
+    with pytest.raises(ValueError, match=r"`method`='ddpm' is not known; accepted: daps, ddnm, ddrm, diffpir, dps, latent-dps, pigdm, psld"):
         solvers.make("ddpm", PRIOR, _problem())
     with pytest.raises(ValueError, match="`method_params` etta not accepted by 'ddnm'; it accepts: eta, plus"):
         solvers.make("ddnm", PRIOR, _problem(), etta=1.0)

@@ -2,7 +2,8 @@
 
 - :class:`Solver` / :class:`InverseSolver` (``base.py``): the shared loop; each method writes
   only its ``step``.
-- Inverse-problem solvers: :class:`DDRM`, :class:`DDNM` (and DDNM+), :class:`PiGDM`, :class:`DPS`;
+- Inverse-problem solvers: :class:`DDRM`, :class:`DDNM` (and DDNM+), :class:`PiGDM`, :class:`DPS`,
+  :class:`DiffPIR`, :class:`DAPS`;
   by name through the registry (``registry.py``): ``make("ddrm", prior, problem)``, ``available()``.
 - Latent solvers on a :class:`~nested_inverse.LatentPrior` (``latent.py``, ``psld.py``):
   :class:`LatentInverseSolver` (state in latent space, data in image space), :class:`LatentDPS`
@@ -12,9 +13,11 @@
 """
 
 from .base import InverseSolver, Solver, SolverState, ddim_step
+from .daps import DAPS
 from .ddim import DDIM
 from .ddnm import DDNM
 from .ddrm import DDRM
+from .diffpir import DiffPIR
 from .dps import DPS
 from .exact import ExactPosterior
 from .latent import LatentInverseSolver
@@ -22,6 +25,6 @@ from .pigdm import PiGDM
 from .psld import PSLD, LatentDPS
 from .registry import available, default_method, describe, get, make, register
 
-__all__ = ["DDIM", "DDNM", "DDRM", "DPS", "PSLD", "ExactPosterior", "InverseSolver", "LatentDPS",
-           "LatentInverseSolver", "PiGDM", "Solver", "SolverState", "available", "ddim_step",
+__all__ = ["DAPS", "DDIM", "DDNM", "DDRM", "DPS", "DiffPIR", "PSLD", "ExactPosterior", "InverseSolver",
+           "LatentDPS", "LatentInverseSolver", "PiGDM", "Solver", "SolverState", "available", "ddim_step",
            "default_method", "describe", "get", "make", "register"]

@@ -135,8 +135,13 @@ class Solver(ABC):
     def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:
         """One network evaluation at ``t``; returns ``(x_s, x0_hat)`` with ``s < t`` (−1: clean)."""
 
+    def evaluations(self, t: int) -> int:
+        """Network evaluations the step at ``t`` makes (one; DAPS: its ODE steps)."""
+        return 1
+
     def timesteps(self, t_start: int, steps: int) -> list[int]:
-        """``steps`` timesteps spread evenly over ``[t_start, 1]`` (fewer when that holds fewer)."""
+        """The timesteps of a run from ``t_start`` that spends ``steps`` evaluations: spread evenly
+        over ``[t_start, 1]`` (fewer when that holds fewer)."""
         return spaced_timesteps(t_start, steps)
 
     def iterate(
@@ -177,11 +182,13 @@ class Solver(ABC):
             x = x_t.to(dtype=self.initial_estimate.dtype, device=self.initial_estimate.device)
         if timesteps is None:
             timesteps = self.timesteps(t_start, steps)
+        nfe = 0
         for i, t in enumerate(timesteps):
             s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             with torch.no_grad():
                 x, x0 = self.step(x, t, s, generator)
-            yield SolverState(x_t=x, t=s, x0_hat=x0, nfe=i + 1, vjp=(i + 1) * self.vjp_per_step)
+            nfe += self.evaluations(t)
+            yield SolverState(x_t=x, t=s, x0_hat=x0, nfe=nfe, vjp=(i + 1) * self.vjp_per_step)
 
     def sample(
         self,

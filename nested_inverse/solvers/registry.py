@@ -12,7 +12,7 @@ Pixel solvers work on image priors, latent solvers (subclasses of
 Example:
     >>> from nested_inverse import solvers
     >>> solvers.available()
-    ['ddnm', 'ddrm', 'dps', 'latent-dps', 'pigdm', 'psld']
+    ['daps', 'ddnm', 'ddrm', 'diffpir', 'dps', 'latent-dps', 'pigdm', 'psld']
     >>> solvers.available(latent=True)
     ['latent-dps', 'psld']
     >>> solvers.describe("ddrm")
@@ -27,8 +27,10 @@ from typing import Any
 
 from ..priors import Prior
 from .base import Solver
+from .daps import DAPS
 from .ddnm import DDNM
 from .ddrm import DDRM
+from .diffpir import DiffPIR
 from .dps import DPS
 from .latent import LatentInverseSolver, is_latent_prior
 from .pigdm import PiGDM
@@ -148,5 +150,7 @@ def make(method: str, prior: Prior, problem: Any, **params: Any) -> Solver:
 
 
 for _name, _cls in (("ddrm", DDRM), ("ddnm", DDNM), ("pigdm", PiGDM), ("dps", DPS),
+                   ("diffpir", DiffPIR),
+                   ("daps", DAPS),
                    ("latent-dps", LatentDPS), ("psld", PSLD)):
     register(_name, _cls)
