@@ -58,12 +58,13 @@ DEFAULT_SOLVERS = ["DDRM", "DDNM", "PiGDM", "DPS(zeta=0.3)", "DiffPIR", "DAPS"]
 METHODS = {DDRM: "ddrm", DDNM: "ddnm", PiGDM: "pigdm", DPS: "dps", DiffPIR: "diffpir", DAPS: "daps"}
 
 
-def nested_sample(cls, params, prior, op, ys, sigma_y, budget: int) -> torch.Tensor:
+def nested_sample(cls, params, prior, op, ys, sigma_y, budget: int,
+                  renoise: str = "ddim") -> torch.Tensor:
     """The default nested run for ``budget`` evaluations with ``cls`` inside."""
     outer, inner = auto_split(budget)
     params = {**nested_defaults(METHODS.get(cls, ""), sigma_y), **params}
     solver = cls(prior, op, ys, sigma_y, **params)
-    return NestedSampler(solver, outer, inner).sample(torch.Generator().manual_seed(4),
+    return NestedSampler(solver, outer, inner, outer_renoise=renoise).sample(torch.Generator().manual_seed(4),
                                                       budget_nfe=budget)
 
 
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--sigma-y", type=float, nargs="+", default=[0.0, 0.05])
     parser.add_argument("--nested", action="store_true",
                         help="also each solver nested with the default policy, and nested exact")
+    parser.add_argument("--renoise", nargs="+", default=["ddim"], choices=["ddim", "fresh"],
+                        help="outer re-noising of the nested rows (fresh: DAPS's decoupled one)")
     parser.add_argument("--test-problem", action="store_true",
                         help="use the tests' draw of A and x0 instead of seeds 100 + m")
     args = parser.parse_args()
@@ -141,13 +144,16 @@ def main() -> None:
             ys = y.expand(n, -1)
             rows = [(name, *SOLVERS[name], False) for name in args.solvers]
             if args.nested:
-                rows += [(f"nested {name}", *SOLVERS[name], True) for name in args.solvers]
-                rows.append(("nested exact", ExactPosterior, {}, True))
+                for renoise in args.renoise:
+                    tail = "" if renoise == "ddim" else f" ({renoise})"
+                    rows += [(f"nested {name}{tail}", *SOLVERS[name], renoise)
+                             for name in args.solvers]
+                    rows.append((f"nested exact{tail}", ExactPosterior, {}, renoise))
             for name, cls, params, nested in rows:
                 cells, start = [], time.perf_counter()
                 for steps in args.steps:
                     if nested:
-                        out = nested_sample(cls, params, prior, op, ys, sigma_y, steps)
+                        out = nested_sample(cls, params, prior, op, ys, sigma_y, steps, nested)
                     else:
                         out = cls(prior, op, ys, sigma_y, **params).sample(
                             steps=steps, generator=torch.Generator().manual_seed(4))

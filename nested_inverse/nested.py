@@ -57,6 +57,10 @@ def outer_timesteps(num_timesteps: int, outer_steps: int) -> list[int]:
     return [int(math.floor((T - 1) * (1 - k / K) + 0.5)) for k in range(K)]
 
 
+#: how an outer step re-noises the inner result (:class:`NestedSampler`'s ``outer_renoise``).
+RENOISE = ("ddim", "fresh")
+
+
 class NestedSampler:
     r"""Nested diffusion around any inner solver: a finished-looking result after every outer step.
 
@@ -69,6 +73,10 @@ class NestedSampler:
         outer_steps: K ≥ 1 outer timesteps (at most T − 1).
         inner_steps: I ≥ 1 inner evaluations per outer step.
         outer_eta: η of the outer DDIM step, in [0, 1] (0 as in Elata et al.).
+        outer_renoise: ``"ddim"`` (the outer DDIM step, keeping ``ε̂`` of ``x_τ``) or
+            ``"fresh"``: DAPS's decoupled re-noising ``x_s = √ᾱ_s·x̂0 + √(1−ᾱ_s)·z``, the next
+            outer state drawn from ``q(x_s | x̂0)`` and independent of ``x_τ`` given ``x̂0``
+            (Zhang et al., 2025, arXiv 2407.01521); ``outer_eta`` is then unused.
 
     Budget and deadline (see :meth:`iterate`) never make it exceed what it was given.
 
@@ -89,7 +97,8 @@ class NestedSampler:
     """
 
     def __init__(
-        self, solver: Solver, outer_steps: int, inner_steps: int, outer_eta: float = 0.0
+        self, solver: Solver, outer_steps: int, inner_steps: int, outer_eta: float = 0.0,
+        outer_renoise: str = "ddim",
     ) -> None:
         if not isinstance(solver, Solver):
             raise ValueError(f"`solver` must be a Solver, got {type(solver).__name__}")
@@ -97,6 +106,9 @@ class NestedSampler:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
         outer_eta = unit_interval("outer_eta", outer_eta)
+        if outer_renoise not in RENOISE:
+            raise ValueError(f"`outer_renoise` must be one of {RENOISE}, got {outer_renoise!r}")
+        self.outer_renoise = outer_renoise
         self.solver = solver
         self.outer_steps = outer_steps
         self.inner_steps = inner_steps
@@ -128,8 +140,9 @@ class NestedSampler:
         return self.outer_steps * self.inner_steps
 
     def __repr__(self) -> str:
+        renoise = "" if self.outer_renoise == "ddim" else f", outer_renoise={self.outer_renoise!r}"
         return (f"NestedSampler({type(self.solver).__name__}, outer_steps={self.outer_steps}, "
-                f"inner_steps={self.inner_steps}, outer_eta={self.outer_eta})")
+                f"inner_steps={self.inner_steps}, outer_eta={self.outer_eta}{renoise})")
 
     def sample(
         self,
@@ -208,9 +221,11 @@ class NestedSampler:
     def _outer_step(
         self, x: Tensor, tau: int, x0: Tensor, target: int, generator: Generators
     ) -> Tensor:
-        """Outer DDIM step ``x_τ → x_target`` with the inner result as ``x̂0``."""
+        """Outer step ``x_τ → x_target`` with the inner result as ``x̂0`` (DDIM, or fresh noise)."""
         a_t, a_s = self.solver.alpha(tau), self.solver.alpha(target)
         x0 = x0.to(dtype=x.dtype, device=x.device)
+        if self.outer_renoise == "fresh":
+            return math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * self.solver.noise(generator)
         eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
         noise = self.solver.noise(generator) if self.outer_eta > 0 else None
         return ddim_step(x0, eps, a_t, a_s, self.outer_eta, noise)

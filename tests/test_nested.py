@@ -355,6 +355,29 @@ def test_nested_with_an_exact_inner_sampler_is_an_exact_posterior_sampler(
     assert to_prior > 20 * noise_level
 
 
+def test_fresh_outer_renoising_forgets_x_tau_and_stays_exact(prior):
+    """DAPS's decoupled re-noising: the next outer state is ``√ᾱ_s·x̂0 + √(1−ᾱ_s)·z`` whatever
+    ``x_τ`` was, and with an exact inner sampler the result is still an exact posterior sample."""
+    op, y = problem(prior)
+    sampler = NestedSampler(DDNM(prior, op, y), 3, 2, outer_renoise="fresh")
+    x0 = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    one, two = (sampler._outer_step(torch.randn(1, 1, 4, 4, generator=gen(s), dtype=torch.float64),
+                                    600, x0, 300, gen(5)) for s in (1, 2))
+    torch.testing.assert_close(one, two)
+    a = sampler.solver.alpha(300)
+    torch.testing.assert_close(one, math.sqrt(1 - a) * torch.randn(1, 1, 4, 4, generator=gen(5),
+                                                                   dtype=torch.float64))
+    n = 1000
+    reference = prior.posterior_sample(op, y, 0.0, generator=gen(10), n=n)
+    noise_level = sliced_wasserstein(reference, prior.posterior_sample(op, y, 0.0, generator=gen(11),
+                                                                       n=n), generator=gen(12))
+    solver = ExactPosterior(prior, op, y.expand(n, *y.shape[1:]).contiguous())
+    nested = NestedSampler(solver, 4, 2, outer_renoise="fresh").sample(gen(13))
+    assert sliced_wasserstein(reference, nested, generator=gen(12)) < 1.6 * noise_level
+    with pytest.raises(ValueError, match="outer_renoise"):
+        NestedSampler(solver, 4, 2, outer_renoise="daps")
+
+
 def test_nested_with_a_wrong_outer_step_is_caught(prior):
     """The exactness check can fail: an outer step that leaves x at τ's noise level while the
     inner sampler takes it for τ' (measured 0.09 and 0.07 against noise levels 0.025, 0.019)."""
