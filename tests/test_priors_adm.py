@@ -106,3 +106,57 @@ def test_load_prior_reads_a_checkpoint_file(tmp_path, suffix):
     same = DiffusionPrior.from_pretrained(path, torch_dtype=torch.bfloat16)
     assert same.dtype == torch.bfloat16
     assert same.scheduler_config["beta_end"] == ADM_SCHEDULE["beta_end"]
+
+
+# ---- bad files: each message names the file and what is wrong ---------------------------------
+
+
+def test_truncated_and_foreign_files_are_named(tmp_path):
+    sd = random_adm_state_dict(**TINY, seed=5)
+    torch.save(sd, tmp_path / "good.pt")
+    data = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    save_file(sd, str(tmp_path / "good.safetensors"))
+    data = (tmp_path / "good.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    for name in ("cut.pt", "notes.pt"):
+        with pytest.raises(ValueError, match=rf"{name}.*not a PyTorch checkpoint \(truncated"):
+            load_prior(str(tmp_path / name))
+    with pytest.raises(ValueError, match=r"cut.safetensors.*not a readable safetensors file"):
+        load_prior(str(tmp_path / "cut.safetensors"))
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    with pytest.raises(ValueError, match=r"tensor.pt.*holds a Tensor, not a state dict"):
+        load_prior(str(tmp_path / "tensor.pt"))
+    with pytest.raises(FileNotFoundError, match=r"absent.pt.*no such"):
+        load_prior(str(tmp_path / "absent.pt"))
+
+
+def test_pickle_needing_code_is_refused(tmp_path):
+    # A whole pickled module (as `torch.save(model)`) needs its class's code to load.
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"model.pt.*pickle that needs code.*weights_only=True"):
+        DiffusionPrior.from_pretrained(tmp_path / "model.pt")
+
+
+def test_another_architecture_says_which_keys_did_not_fit(tmp_path):
+    from diffusers import UNet2DModel
+
+    other = UNet2DModel(sample_size=8, block_out_channels=(32, 32), layers_per_block=1,
+                        down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    torch.save(other.state_dict(), tmp_path / "diffusers.pt")
+    with pytest.raises(ValueError, match=r"diffusers.pt.*not a guided-diffusion \(ADM\) UNet: "
+                                         r"missing \['time_embed.0.weight'.*first keys are \[conv_in"):
+        load_prior(str(tmp_path / "diffusers.pt"))
+    sd = random_adm_state_dict(**TINY, seed=6)
+    sd["input_blocks.1.0.extra.weight"] = torch.zeros(2)
+    del sd["input_blocks.2.0.emb_layers.1.bias"]
+    torch.save(sd, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd.pt.*does not fit.*input_blocks.1.0.extra.weight.*"
+                                         r"down_blocks.0.resnets.1.time_emb_proj.bias"):
+        load_prior(str(tmp_path / "odd.pt"))
+    sd = random_adm_state_dict(**TINY, seed=6)
+    sd["middle_block.0.in_layers.2.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(sd, tmp_path / "shape.pt")
+    with pytest.raises(ValueError, match=r"shape.pt.*shape mismatches: mid_block.resnets.0.conv1.weight"):
+        load_prior(str(tmp_path / "shape.pt"))

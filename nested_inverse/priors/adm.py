@@ -158,10 +158,14 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower() or "weights_only" in str(err):
+        # "Unsupported global": a pickle naming classes or functions (code); anything else
+        # ("Unsupported operand", bad bytes) is a damaged or foreign file.
+        needs = re.search(r"GLOBAL (\S+)", str(err))
+        if "Unsupported global" in str(err):
+            what = f" ({needs.group(1)})" if needs else ""
             raise ValueError(
-                f"checkpoint {str(p)!r} is a pickle that needs code to load (not a plain state "
-                "dict), which torch.load(weights_only=True) refuses because unpickling can run "
+                f"checkpoint {str(p)!r} is a pickle that needs code to load{what}, not a plain "
+                "state dict; torch.load(weights_only=True) refuses it because unpickling can run "
                 "arbitrary code. If you trust it, re-save its state dict: "
                 "torch.save(torch.load(path, weights_only=False).state_dict(), 'plain.pt')"
             ) from err
@@ -332,7 +336,9 @@ def adm_unet(state_dict: dict[str, Tensor], name: str = "state dict",
 
     layout = adm_layout(state_dict, name)
     mapped, unused = adm_to_diffusers(state_dict, layout, name)
-    unet = UNet2DModel(**layout.diffusers_config())
+    # Built on the meta device and filled by assignment: no random init of ~500 M parameters.
+    with torch.device("meta"):
+        unet = UNet2DModel(**layout.diffusers_config())
     expected = unet.state_dict()
     missing = sorted(set(expected) - set(mapped))
     wrong = sorted(k for k in set(expected) & set(mapped) if expected[k].shape != mapped[k].shape)
@@ -346,7 +352,10 @@ def adm_unet(state_dict: dict[str, Tensor], name: str = "state dict",
             parts.append("shape mismatches: " + ", ".join(
                 f"{k} {tuple(mapped[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong[:5]))
         raise ValueError(f"{name} does not fit the ADM layout it suggests ({layout}): " + "; ".join(parts))
-    unet.load_state_dict(mapped, strict=True)
+    unet.load_state_dict({k: v.contiguous() for k, v in mapped.items()}, strict=True, assign=True)
+    left = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"{name}: no values for {left[:8]}")
     return (unet if torch_dtype == torch.float32 else unet.to(torch_dtype)).eval()
 
 
