@@ -50,8 +50,8 @@ from torch import Tensor
 if TYPE_CHECKING:
     from diffusers import UNet2DModel
 
-__all__ = ["ADM_SCHEDULE", "AdmLayout", "adm_layout", "adm_to_diffusers", "is_adm_state_dict",
-           "load_adm_unet", "read_state_dict"]
+__all__ = ["ADM_SCHEDULE", "AdmLayout", "adm_layout", "adm_to_diffusers", "adm_unet", "convert_adm",
+           "is_adm_state_dict", "load_adm_unet", "read_state_dict"]
 
 #: the noise schedule of ADM checkpoints: linear β 1e-4 … 0.02 over 1000 steps, ε-prediction
 ADM_SCHEDULE: dict[str, Any] = {
@@ -368,3 +368,24 @@ def load_adm_unet(path: str | os.PathLike[str], torch_dtype: torch.dtype = torch
     state_dict = read_state_dict(path)
     unet = adm_unet(state_dict, f"checkpoint {os.fspath(path)!r}", torch_dtype)
     return unet, dict(ADM_SCHEDULE) if schedule is None else schedule
+
+
+def convert_adm(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """Write a guided-diffusion checkpoint as a DDPMPipeline folder: ``unet/`` (config.json,
+    safetensors, ε outputs only) and ``scheduler/scheduler_config.json`` (:data:`ADM_SCHEDULE`),
+    which ``--prior OUT_DIR`` and :func:`~nested_inverse.load_prior` load without the original file.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and is not empty.
+    """
+    from diffusers import DDPMScheduler
+
+    out = Path(out_dir).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"`out_dir`={str(out_dir)!r} exists and is not an empty folder; "
+                              "give a new folder")
+    unet, schedule = load_adm_unet(path)
+    unet.save_pretrained(str(out / "unet"), safe_serialization=True)
+    config = {k: v for k, v in schedule.items() if not k.startswith("_")}
+    DDPMScheduler(**config).save_pretrained(str(out / "scheduler"))
+    return out
