@@ -160,3 +160,14 @@ def test_another_architecture_says_which_keys_did_not_fit(tmp_path):
     torch.save(sd, tmp_path / "shape.pt")
     with pytest.raises(ValueError, match=r"shape.pt.*shape mismatches: mid_block.resnets.0.conv1.weight"):
         load_prior(str(tmp_path / "shape.pt"))
+
+
+@pytest.mark.parametrize("layout, match", [
+    ({"model_channels": 192, "channel_mult": (1, 2, 3, 4), "num_res_blocks": 3,
+      "attention_levels": (1, 2, 3)}, "64x64_diffusion.pt"),
+    ({"model_channels": 256, "channel_mult": (1, 1, 2, 3, 4), "num_res_blocks": 2,
+      "attention_levels": (2, 3, 4)}, "128x128_diffusion.pt"),
+])
+def test_models_the_mapping_would_get_wrong_are_refused(layout, match):
+    with pytest.raises(ValueError, match=rf"{match}.*not supported"):
+        adm_layout(shapes_only(layout, num_classes=1000))

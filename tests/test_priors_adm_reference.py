@@ -22,7 +22,7 @@ from nested_inverse.priors.adm import adm_unet
 from nested_inverse.priors.adm_random import random_adm_state_dict
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-#: measured 8e-7 … 1.5e-6 across the cases (float32, CPU; /tmp-free script in the note); the issue's bound is 1e-5
+#: measured 8e-7 … 1.5e-6 across the cases (float32, CPU); the issue's bound is 1e-5
 TOLERANCE = 1e-5
 
 

@@ -24,9 +24,10 @@ Schedule: the linear β from 1e-4 to 0.02 over 1000 steps these checkpoints were
 (Ho et al. 2020).
 
 Not covered by shapes alone (the family's defaults are assumed): 64 channels per head (true for
-``ffhq_10m.pt`` and guided-diffusion's 256/512 models; its 128×128 model uses 4 heads and its 64×64
-model a cosine schedule and the other qkv order, so those two load with wrong numbers), and
-``resblock_updown`` (checked: a conv up/down sampler is an error).
+``ffhq_10m.pt`` and guided-diffusion's 256 models). guided-diffusion's 128×128 model (4 heads) and
+64×64 model (cosine schedule, the other qkv order) are recognised by their layouts and refused, as
+is the 512×512 model (``channel_mult[0] = 0.5``: a time embedding wider than the first level, which
+``UNet2DModel`` cannot hold) and conv up/down sampling (``resblock_updown=False``).
 
 References:
     Dhariwal, Nichol (2021). Diffusion Models Beat GANs on Image Synthesis. arXiv:2105.05233.
@@ -67,6 +68,14 @@ ADM_SCHEDULE: dict[str, Any] = {
 
 #: channels per attention head in the ADM family (guided-diffusion's ``num_head_channels=64``)
 HEAD_CHANNELS = 64
+
+#: (model channels, channel_mult, N) of guided-diffusion models whose settings shapes cannot show
+_UNSUPPORTED = {
+    (192, (1, 2, 3, 4), 3): "guided-diffusion's 64x64_diffusion.pt (cosine schedule, "
+                            "use_new_attention_order=True)",
+    (256, (1, 1, 2, 3, 4), 2): "guided-diffusion's 128x128_diffusion.pt (num_heads=4, not 64 "
+                               "channels per head)",
+}
 
 _REQUIRED = ("time_embed.0.weight", "input_blocks.0.0.weight", "out.2.weight", "middle_block.1.qkv.weight")
 
@@ -243,6 +252,11 @@ def adm_layout(state_dict: dict[str, Tensor], name: str = "state dict") -> AdmLa
         mult.append(ch // C)
         if f"{first}.1.qkv.weight" in sd:
             attn.append(level)
+    known = _UNSUPPORTED.get((C, tuple(mult), N))
+    if known:
+        raise ValueError(f"{name} has the layout of {known}; the mapping assumes 64 channels per "
+                         "head, the head-by-head qkv order and the linear schedule, so it would give "
+                         "wrong predictions: not supported")
     classes = int(sd["label_emb.weight"].shape[0]) if "label_emb.weight" in sd else None
     return AdmLayout(in_channels=in_ch, out_channels=int(sd["out.2.weight"].shape[0]), model_channels=C,
                      channel_mult=tuple(mult), num_res_blocks=N, attention_levels=tuple(attn),
