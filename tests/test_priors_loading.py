@@ -115,9 +115,10 @@ def test_load_unet_returns_the_network_and_the_folder_schedule(tmp_path):
     assert load_unet(tmp_path, schedule=given)[1] is given
 
 
-def test_file_instead_of_folder_is_named(tmp_path):
+def test_empty_file_instead_of_folder_is_named(tmp_path):
+    # A file is read as a guided-diffusion checkpoint (priors/adm.py); an empty one is no checkpoint.
     (tmp_path / "weights.safetensors").write_bytes(b"")
-    with pytest.raises(ValueError, match="weights.safetensors.*is a file; expected a folder"):
+    with pytest.raises(ValueError, match="weights.safetensors.*not a readable safetensors file"):
         DiffusionPrior.from_pretrained(tmp_path / "weights.safetensors")
 
 

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import UsageError
-from . import degrade, generate, operators_cmd, restore, run, serve, train_prior
+from . import convert, degrade, generate, operators_cmd, restore, run, serve, train_prior
 from .common import as_flags
 
 __all__ = ["main", "build_parser", "UsageError"]
 
 # Subcommand modules, in the order `--help` lists them.
-_SUBCOMMANDS = (restore, generate, run, degrade, operators_cmd, train_prior, serve)
+_SUBCOMMANDS = (restore, generate, run, degrade, operators_cmd, train_prior, serve, convert)
 
 class _Parser(argparse.ArgumentParser):
     """Argument mistakes in one line (``usage`` stays available through ``--help``)."""

@@ -110,7 +110,8 @@ def add_prior_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--prior", default="default", metavar="PATH_OR_REPO_ID",
                    help="a diffusers pixel-space UNet (a local folder or a Hugging Face Hub repo "
-                        "id), or a latent pipeline folder (Stable Diffusion, DiT: model_index.json "
+                        "id), a guided-diffusion (ADM) checkpoint file .pt/.safetensors (e.g. "
+                        "ffhq_10m.pt), or a latent pipeline folder (Stable Diffusion, DiT: model_index.json "
                         "with a vae) (default: the bundled natural-patches-64 prior)")
     g.add_argument("--allow-pickle", action="store_true",
                    help="also load pickled .bin weights (Google's DDPM repos ship only those); "
@@ -182,14 +183,22 @@ def pick_device(spec: str, launcher_device: torch.device | None = None) -> torch
 
 
 @functools.lru_cache(maxsize=2)
-def load_prior_cached(spec: str, device: str, dtype: str, allow_pickle: bool = False) -> Any:
+def load_prior_cached(spec: str, device: str, dtype: str, allow_pickle: bool = False,
+                      class_label: int | None = None) -> Any:
     """:func:`~nested_inverse.load_prior`, loaded once per process (in-process callers such as tests
-    call ``main`` many times)."""
+    call ``main`` many times); ``class_label`` for a class-conditional pixel UNet (ADM)."""
     from ..priors import load_prior
 
     if spec == "default":
         return load_prior(None, device=device, torch_dtype=_DTYPES[dtype])
-    return load_prior(spec, device=device, torch_dtype=_DTYPES[dtype], allow_pickle=allow_pickle)
+    extra = {} if class_label is None else {"class_label": class_label}
+    try:
+        return load_prior(spec, device=device, torch_dtype=_DTYPES[dtype], allow_pickle=allow_pickle,
+                          **extra)
+    except ValueError as err:
+        if "class_label" in str(err):
+            raise UsageError(f"`--prior`={spec!r}: {err}") from err
+        raise
 
 
 def require_pixel_prior(prior: Any, spec: str, command: str) -> Any:

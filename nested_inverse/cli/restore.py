@@ -68,6 +68,9 @@ def add_parser(subparsers: Any) -> None:
                    help="wall-clock seconds per image: the run stops with its latest result; with "
                         "the auto split and no --budget, one timed evaluation sets the budget")
     add_prior_args(p)
+    p.add_argument("--class", dest="class_label", type=int, default=None, metavar="N",
+                   help="the class of a class-conditional pixel prior (guided-diffusion's "
+                        "256x256_diffusion.pt: ImageNet 0 … 999)")
     g = p.add_argument_group("steering (latent text-to-image pipelines)")
     g.add_argument("--prompt", default=None,
                    help='text that steers the restoration, e.g. "a photo of a cat" (needs a '
@@ -113,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     # Under a launcher (accelerate launch) each process takes every world-th image.
     processes = launcher_processes()
     device = pick_device(args.device, processes.device)
-    prior = _steered(load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle), args)
+    prior = _steered(load_prior_cached(args.prior, str(device), args.dtype, args.allow_pickle,
+                                               args.class_label), args)
     if args.method is None:
         sampler = sampler_from_args(args, solvers.default_method(prior))
     created = check_writable(args.out)

@@ -62,6 +62,9 @@ class DiffusionPrior(nn.Module):
         clip_x0: clamp ``x̂0``; default: the scheduler config's ``clip_sample`` (diffusers' default
             True), False when ``schedule`` is not a scheduler config.
         chunk_size: run the network on at most this many images at a time (memory), None for all.
+        class_label: the class of a class-conditional UNet (``num_class_embeds`` set, as
+            guided-diffusion's ``256x256_diffusion.pt``), in ``[0, num_class_embeds)``; required
+            there, refused for an unconditional UNet.
 
     Shapes: ``x_t: [B, C, H, W]``, ``t: int | [B] | 0-d`` integer, outputs ``[B, C, H, W]``.
 
@@ -85,6 +88,7 @@ class DiffusionPrior(nn.Module):
         prediction_type: str | None = None,
         clip_x0: bool | None = None,
         chunk_size: int | None = None,
+        class_label: int | None = None,
     ) -> None:
         super().__init__()
         config: Mapping[str, Any] = {}
@@ -106,6 +110,17 @@ class DiffusionPrior(nn.Module):
                 f"`unet` ({type(unet).__name__}) has no diffusers config with `block_out_channels`; "
                 "expected a diffusers UNet2DModel"
             )
+        classes = unet_config.get("num_class_embeds")
+        if classes and class_label is None:
+            raise ValueError(f"this UNet is class-conditional ({classes} classes): pass `class_label` "
+                             f"(an integer in [0, {classes}); `--class N` on the command line)")
+        if class_label is not None and not classes:
+            raise ValueError(f"`class_label`={class_label!r} given, but this UNet is unconditional "
+                             "(no class embedding); leave it out")
+        if class_label is not None and not (isinstance(class_label, int) and 0 <= class_label < classes):
+            raise ValueError(f"`class_label`={class_label!r} is out of range; accepted: integers in "
+                             f"[0, {classes})")
+        self.class_label: int | None = class_label
         self.unet = unet.eval().requires_grad_(False)
         # Kept as a plain attribute, not a buffer: `module.to(torch.float16)` must not round ᾱ_t.
         self.alphas_cumprod: Tensor = alphas_cumprod_from_schedule(schedule)
@@ -198,7 +213,10 @@ class DiffusionPrior(nn.Module):
         t = t.to(dev)
         n = x.shape[0]
         step = self.chunk_size or n
-        outs = [self.unet(x[i : i + step], t[i : i + step]).sample for i in range(0, n, step)]
+        labels = None if self.class_label is None else torch.full((n,), self.class_label, device=dev)
+        outs = [self.unet(x[i : i + step], t[i : i + step],
+                          class_labels=None if labels is None else labels[i : i + step]).sample
+                for i in range(0, n, step)]
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         H, W = out.shape[-2:]
         out = out[..., pad[2] : H - pad[3], pad[0] : W - pad[1]]
@@ -256,6 +274,7 @@ class DiffusionPrior(nn.Module):
         prediction_type: str | None = None,
         clip_x0: bool | None = None,
         chunk_size: int | None = None,
+        class_label: int | None = None,
         **kwargs: Any,
     ) -> "DiffusionPrior":
         r"""Load a pixel-space diffusers model from a local folder or a Hugging Face Hub repo id.
@@ -263,7 +282,8 @@ class DiffusionPrior(nn.Module):
         Accepted layouts (under ``path_or_repo_id/subfolder``; see
         :func:`~nested_inverse.priors.loading.load_unet`): a DDPMPipeline folder (``unet/`` +
         ``scheduler/``), a bare ``UNet2DModel`` folder with ``scheduler_config.json`` beside it
-        (Google's flat layout) or an explicit ``schedule``, or a Hub repo id.
+        (Google's flat layout) or an explicit ``schedule``, a Hub repo id, or a guided-diffusion
+        (ADM) checkpoint file ``.pt`` / ``.safetensors`` (:mod:`~nested_inverse.priors.adm`).
 
         A given ``schedule`` overrides the folder's scheduler. Weights are read from safetensors;
         pickled ``.bin`` checkpoints can run arbitrary code when loaded and are refused unless
@@ -273,7 +293,7 @@ class DiffusionPrior(nn.Module):
         Args:
             torch_dtype: the dtype the network runs in (float32, float16 or bfloat16).
             device: where the network runs; default CPU.
-            prediction_type, clip_x0, chunk_size: as for :class:`DiffusionPrior`.
+            prediction_type, clip_x0, chunk_size, class_label: as for :class:`DiffusionPrior`.
 
         >>> from nested_inverse.paths import default_prior_dir
         >>> DiffusionPrior.from_pretrained(default_prior_dir(), chunk_size=4).chunk_size
@@ -284,7 +304,8 @@ class DiffusionPrior(nn.Module):
         unet, schedule = load_unet(
             path_or_repo_id, subfolder, torch_dtype, schedule, allow_pickle, **kwargs
         )
-        prior = cls(unet, schedule, prediction_type=prediction_type, clip_x0=clip_x0, chunk_size=chunk_size)
+        prior = cls(unet, schedule, prediction_type=prediction_type, clip_x0=clip_x0, chunk_size=chunk_size,
+                    class_label=class_label)
         return prior.to(device) if device is not None else prior
 
     @classmethod

@@ -10,7 +10,9 @@ pair. Accepted layouts:
   it (the flat layout of Google's DDPM repos), in a sibling ``scheduler/`` (``subfolder="unet"``
   of a pipeline), or an explicit ``schedule``;
 - a Hub repo id ``owner/name`` that is not a local folder, handed to diffusers (which downloads it
-  when online).
+  when online);
+- a guided-diffusion (ADM) checkpoint file, ``.pt`` (read with ``torch.load(weights_only=True)``)
+  or ``.safetensors``, mapped onto a ``UNet2DModel`` by :mod:`~nested_inverse.priors.adm`.
 
 Weights are read from safetensors; pickled ``.bin`` checkpoints can run arbitrary code when loaded
 and are refused unless ``allow_pickle=True``.
@@ -83,7 +85,10 @@ def load_unet(
             )
         return _load_unet_from_hub(given, subfolder, torch_dtype, schedule, allow_pickle, **kwargs)
     if not root.is_dir():
-        raise ValueError(f"`path_or_repo_id`={given!r}{_sub(subfolder)} is a file; expected a folder")
+        # A single file: a guided-diffusion (ADM) state dict, .pt or .safetensors.
+        from .adm import load_adm_unet
+
+        return load_adm_unet(root, torch_dtype, schedule)
 
     if (root / "unet" / "config.json").is_file():
         unet_dir, sched_dir = root / "unet", root / "scheduler"
