@@ -156,7 +156,8 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
             settings = Settings(task=task, sigma_y=_float(sigma_y) or 0.0, degraded=bool(degraded),
                                 prompt=_text(prompt), negative_prompt=_text(negative),
                                 class_label=_class_value(label), guidance_scale=_float(scale),
-                                method=method, outer=_int(outer), inner=_int(inner),
+                                method=method, outer=_int(outer, zero_is_none=True),
+                                inner=_int(inner, zero_is_none=True),
                                 seed=_int(seed) or 0, budget_nfe=_int(budget, zero_is_none=True),
                                 deadline_s=_float(deadline) or None,
                                 center_crop=_int(crop, zero_is_none=True),
@@ -245,15 +246,21 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                     fitting = solvers.available(latent=is_latent_prior(sessions.prior))
                     method = gr.Dropdown(fitting, value=solvers.default_method(sessions.prior),
                                          label="Method")
+                    # Gradio shows an empty number as 0 and refuses a value under `minimum` before
+                    # any handler runs ("Value 0 is less than minimum value 1", naming no field):
+                    # so these have no minimum, 0 or empty means auto / none, and the settings
+                    # refuse the rest with the field's label.
                     with gr.Row():
-                        outer = gr.Number(None, precision=0, minimum=1, elem_id="outer",
-                                          label="Outer steps K (empty: auto)")
-                        inner = gr.Number(None, precision=0, minimum=1, elem_id="inner",
-                                          label="Inner steps I (empty: auto)")
+                        outer = gr.Number(None, precision=0, elem_id="outer",
+                                          label="Outer steps K (0 or empty: auto)")
+                        inner = gr.Number(None, precision=0, elem_id="inner",
+                                          label="Inner steps I (0 or empty: auto)")
                         seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     with gr.Row():
-                        budget = gr.Number(None, precision=0, label="Budget (NFE, optional)")
-                        deadline = gr.Number(None, label="Deadline (s, optional)")
+                        budget = gr.Number(None, precision=0, elem_id="budget",
+                                           label="Budget (NFE; 0 or empty: none)")
+                        deadline = gr.Number(None, elem_id="deadline",
+                                             label="Deadline (s; 0 or empty: none)")
                     compare = gr.Checkbox(False, label="Show vanilla x̂0 beside, at equal NFE")
                 run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column(scale=2):
