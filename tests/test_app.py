@@ -269,6 +269,22 @@ def test_not_an_image(tmp_path):
         read_image(None)
 
 
+def test_a_bad_file_is_named_once_without_the_server_path(tmp_path):
+    # Gradio hands the handler a temporary copy: its folder must not reach the page, and the
+    # decoder's reason is given once (load_image wraps it in a message of its own).
+    bad, cut = tmp_path / "notes.png", tmp_path / "cut.png"
+    bad.write_text("hello")
+    cut.write_bytes((ni.images_dir() / "coffee.png").read_bytes()[:3000])
+    for path, reason in ((bad, "is not an image: cannot identify the file;"),
+                         (cut, "is not a readable image: image file is truncated;")):
+        with pytest.raises(UsageError) as caught:
+            read_image(path)
+        message = str(caught.value)
+        assert reason in message and str(tmp_path) not in message, message
+        assert message.count(path.name) == 1, message
+        assert message.count("not an image") + message.count("not a readable image") == 1, message
+
+
 def test_too_large(tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.new("RGB", (80, 60)).save(path)

@@ -146,16 +146,31 @@ def test_upload_run_with_defaults_stop_shows_the_result(server, browser, tmp_pat
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
-def test_not_an_image_shows_a_message(server, browser, tmp_path):
+def test_a_bad_upload_clears_the_source_and_run_restores_nothing(server, browser, tmp_path):
+    """A good photo, then a file that is not an image: the page says so (naming the field and
+    the file, no server path), the canvas is emptied, and Run is refused, restoring nothing."""
+    url, log = server
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     wait = WebDriverWait(browser, 60)
-    browser.get(server[0])
-    upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
-    upload.send_keys(str(bad))
-    wait.until(lambda d: "is not an image" in d.find_element(By.TAG_NAME, "body").text)
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "notes.png" in body and "Traceback" not in body
+    browser.get(url)
+    upload_file(browser, wait, ROOT / "data" / "images" / "coffee.png")
+    wait.until(lambda d: "600×400 pixels" in status(d))
+    assert browser.find_elements(By.CSS_SELECTOR, "#canvas canvas, #canvas img")
+    before = log.read_text().count("refused")
+    upload_file(browser, wait, bad)
+    wait.until(lambda d: "is not an image" in status(d))
+    line = status(browser)
+    assert "'Upload an image' 'notes.png'" in line and "No image is loaded" in line, line
+    assert "/tmp" not in body(browser) and "Traceback" not in body(browser)
+    browser.find_element(By.ID, "run").click()
+    wait.until(lambda d: status(d).startswith("Not run"))
+    line = status(browser)
+    assert "'Upload an image': no image given" in line and "notes.png" not in line, line
+    time.sleep(2)  # a run, had one started, would have shown A†y by now
+    assert not browser.find_elements(By.CSS_SELECTOR, "#result img"), "something was restored"
+    text = log.read_text()
+    assert text.count("refused") == before + 2 and "Traceback" not in text, text[-2000:]
 
 
 def test_a_closed_tab_stops_its_run(server, browser):

@@ -24,8 +24,8 @@ from .. import solvers
 from ..solvers.latent import is_latent_prior
 from ..errors import UsageError
 from ..guidance import Edit, Resample, SetInnerSteps
-from .inputs import (Source, editor_composite, named_images, painted_mask, read_image, read_mask,
-                     read_named)
+from .inputs import (Source, editor_composite, editor_image, named_images, painted_mask,
+                     read_image, read_mask, read_named)
 from .job import GENERATE, INPAINT_MASK, Settings
 from .session import Frame, Session, Sessions, caption
 
@@ -38,12 +38,15 @@ log = logging.getLogger(__name__)
 TASKS = [INPAINT_MASK, *operators.available(), GENERATE]
 
 #: Library argument names → the page's field labels, for messages.
-_FIELDS = {"sigma_y": "σ_y", "center_crop": "centre crop", "budget_nfe": "budget (NFE)",
-           "deadline_s": "deadline (s)", "outer": "outer steps K", "inner": "inner steps I",
-           "method_params": "method", "method_args": "method", "steps": "steps",
-           "SetInnerSteps.steps": "inner steps from the next step", "x": "image",
-           "prompt": "prompt", "negative_prompt": "negative prompt", "class_label": "class",
-           "guidance_scale": "guidance scale"}
+_FIELDS = {"sigma_y": "σ_y", "center_crop": "Centre crop N×N", "budget_nfe": "Budget (NFE)",
+           "deadline_s": "Deadline (s)", "outer": "Outer steps K", "inner": "Inner steps I",
+           "outer_steps": "Outer steps K", "inner_steps": "Inner steps I", "seed": "Seed",
+           "method_params": "Method", "method_args": "Method", "method": "Method", "task": "Task",
+           "steps": "steps", "SetInnerSteps.steps": "Inner steps from the next step",
+           "x": "image", "image": "Upload an image", "mask": "mask", "example": "…or pick an example",
+           "samples": "Samples", "edit": "Edit", "prompt": "Prompt",
+           "negative_prompt": "Negative prompt", "class_label": "Class",
+           "guidance_scale": "Guidance scale"}
 
 _DISPLAY_SIDE = 256  # small results are enlarged (nearest neighbour) to about this for viewing
 
@@ -126,26 +129,40 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
     def session_of(request: gr.Request) -> Session:
         return sessions.get(request.session_hash)
 
-    def loaded(source: Source, session: Session) -> dict[str, Any]:
+    def loaded(source: Source, session: Session) -> tuple[Any, ...]:
+        """Outputs for a new input: the canvas shows it, the old results go (they were of
+        another image)."""
         session.source = source
         arr = (source.image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
         h, w = arr.shape[:2]
-        gr.Info(f"{source.name}: {w}×{h} pixels", duration=3)
-        return {"background": arr, "layers": [], "composite": arr}
+        return ({"background": arr, "layers": [], "composite": arr}, gr.skip(),
+                f"{source.name}: {w}×{h} pixels loaded; press **Run**", None, [], None)
+
+    def refused(err: UsageError, session: Session) -> tuple[Any, ...]:
+        """Outputs for a refused input: no source at all (a Run now is refused, never run on an
+        earlier image), the upload box and canvas emptied, the message where the status is."""
+        session.source = None
+        message = on_page(str(err))
+        log.info("refused input: %s", message)
+        gr.Warning(message)
+        return (None, None, f"**Not loaded:** {message}. No image is loaded now.", None, [],
+                None)
 
     def on_upload(path: Any, request: gr.Request) -> Any:
+        session = session_of(request)
         try:
-            return loaded(read_image(path, name=_name_of(path)), session_of(request))
+            return loaded(read_image(path, name=_name_of(path)), session)
         except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+            return refused(err, session)
 
     def on_example(name: str | None, request: gr.Request) -> Any:
         if not name:
-            return gr.skip()
+            return (gr.skip(),) * 6
+        session = session_of(request)
         try:
-            return loaded(read_named(name), session_of(request))
+            return loaded(read_named(name), session)
         except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+            return refused(err, session)
 
     def on_run(canvas: Any, mask_file: Any, task: str, sigma_y: Any, degraded: bool, crop: Any,
                method: str, outer: Any, inner: Any, seed: Any, budget: Any, deadline: Any,
@@ -162,14 +179,24 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                                 deadline_s=_float(deadline) or None,
                                 center_crop=_int(crop, zero_is_none=True),
                                 compare_vanilla=bool(compare))
-            source = _with_mask(session.source, canvas, mask_file, task)
+            # Only what the canvas shows runs: an emptied canvas means no input, whatever the
+            # session held before.
+            shown = session.source if editor_image(canvas) is not None else None
+            source = _with_mask(shown, canvas, mask_file, task)
             for frame in session.run(settings, source):
                 yield _outputs(frame, settings.compare_vanilla)
-        except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+        except ValueError as err:  # UsageError, or a library check (K beyond the schedule …)
+            # A user's mistake: one line in the server's log, the message in the status line
+            # (replacing the last run's text) and a toast; no traceback, no red error badges.
+            message = on_page(str(err))
+            log.info("refused run: %s", message)
+            gr.Warning(message)
+            yield (f"**Not run:** {message}",) + (gr.skip(),) * 5
         except Exception as err:  # noqa: BLE001 - the page shows one line, the log the rest
             log.exception("run failed")
-            raise gr.Error(f"the run failed: {type(err).__name__}: {on_page(str(err))}") from None
+            message = f"the run failed on the server ({type(err).__name__}; the log has details)"
+            gr.Warning(message)
+            yield (f"**{message}**",) + (gr.skip(),) * 5
 
     def on_uncertainty(samples: Any, request: gr.Request) -> Any:
         session = session_of(request)
@@ -180,12 +207,16 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                 yield gr.update(value=_shown(shown[None, None] * 2 - 1),
                                 label=f"per-pixel std over {n} samples (white = {peak:.3f})")
         except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+            message = on_page(str(err))
+            log.info("refused uncertainty map: %s", message)
+            gr.Warning(message)
+            yield gr.skip()
 
     def act_on(session: Session, act: Any, *values: Any) -> None:
         try:
             act(session, *values)
         except (UsageError, ValueError) as err:
+            log.info("refused command: %s", on_page(str(err)))
             gr.Warning(on_page(str(err)))
 
     # Gradio passes the request only to a parameter annotated gr.Request, so one signature each.
@@ -293,8 +324,9 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                 uncertainty = gr.Image(label="Per-pixel std", type="numpy", interactive=False,
                                        height=240)
 
-        upload.upload(on_upload, [upload], [canvas], concurrency_limit=None)
-        example.change(on_example, [example], [canvas], concurrency_limit=None)
+        loading = [canvas, upload, status, result, strip, downloads]
+        upload.upload(on_upload, [upload], loading, concurrency_limit=None)
+        example.change(on_example, [example], loading, concurrency_limit=None)
         inputs = [canvas, mask_file, task, sigma_y, degraded, crop, method, outer, inner, seed,
                   budget, deadline, compare, prompt, negative, label, scale]
         run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads],
