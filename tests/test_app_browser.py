@@ -113,6 +113,10 @@ def downloads(driver) -> str:
 
 
 def upload_file(driver, wait, path: Path) -> None:
+    """Upload ``path``; a file already in the box is cleared first (its × button), as a user
+    replaces one."""
+    for clear in driver.find_elements(By.CSS_SELECTOR, "#upload button[aria-label='Clear']"):
+        clear.click()
     box = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
     box.send_keys(str(path))
 
