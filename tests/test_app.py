@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -371,3 +373,25 @@ def test_page_builds_and_names_fields(prior):
     page = build_page(Sessions(prior))
     ids = {getattr(b, "elem_id", None) for b in page.blocks.values()}
     assert {"upload", "run", "stop", "result", "status", "downloads"} <= ids
+
+
+def test_the_restored_window_is_marked_where_the_run_cuts_it():
+    pytest.importorskip("gradio")
+    from nested_inverse.app.page import marked, region, short_caption
+    from nested_inverse.imageio import center_crop, crop_to_multiple
+
+    photo = torch.rand(1, 3, 400, 600, generator=torch.Generator().manual_seed(0))
+    # The default run: a 64×64 centre crop of a 600×400 photo; a 63 crop for sr4 keeps 60×60.
+    assert region(400, 600, 64, 64, 64) == (168, 268)
+    window = crop_to_multiple(center_crop(photo, 63), 4)
+    top, left = region(400, 600, 63, *window.shape[-2:])
+    assert torch.equal(photo[..., top:top + 60, left:left + 60], window)
+    assert region(400, 600, None, 400, 600) == (0, 0)
+    arr = marked(photo, 168, 268, 64, 64)
+    frame = np.zeros((400, 600), dtype=bool)
+    frame[162:238, 262:338] = True
+    frame[168:232, 268:332] = False  # the frame is 6 px (1 % of 600) around the window
+    magenta = (arr == [255, 0, 255]).all(-1)
+    assert (magenta == frame).all()
+    assert short_caption(SimpleNamespace(outer_step=0, nfe=0)) == "A†y"
+    assert short_caption(SimpleNamespace(outer_step=4, nfe=20)) == "4 · 20 NFE"

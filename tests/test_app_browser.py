@@ -142,6 +142,12 @@ def test_upload_run_with_defaults_stop_shows_the_result(server, browser, tmp_pat
     assert image.get_attribute("src") and image.size["width"] > 50
     label = browser.find_element(By.ID, "result").text
     assert f"step {stopped_at}" in label, label
+    # y · restoration · reference side by side at one scale, and the restored window named.
+    shown = {e: browser.find_element(By.CSS_SELECTOR, f"#{e} img").size
+             for e in ("observed", "result", "reference")}
+    assert len({(v["width"], v["height"]) for v in shown.values()}) == 1, shown
+    assert "Observation y (16×16)" in browser.find_element(By.ID, "observed").text
+    assert "64×64 window marked" in browser.find_element(By.ID, "photo").text
     wait.until(lambda d: "coffee.json" in downloads(d))
     listed = downloads(browser).split()
     assert {"coffee.png", "coffee_y.png", "coffee_steps.png", "coffee.json"} <= set(listed), listed

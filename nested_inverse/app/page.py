@@ -43,7 +43,8 @@ _FIELDS = {"sigma_y": "σ_y", "center_crop": "Centre crop N×N", "budget_nfe": "
            "outer_steps": "Outer steps K", "inner_steps": "Inner steps I", "seed": "Seed",
            "method_params": "Method", "method_args": "Method", "method": "Method", "task": "Task",
            "steps": "steps", "SetInnerSteps.steps": "Inner steps from the next step",
-           "x": "image", "image": "Upload an image", "mask": "mask", "example": "…or pick an example",
+           "x": "image", "image": "Upload an image", "mask": "mask",
+           "example": "…or pick an example",
            "samples": "Samples", "edit": "Edit", "prompt": "Prompt",
            "negative_prompt": "Negative prompt", "class_label": "Class",
            "guidance_scale": "Guidance scale"}
@@ -430,8 +431,8 @@ def _outputs(frame: Frame, compare: bool) -> tuple[Any, ...]:
     if frame.message:
         gr.Warning(on_page(frame.message))
     current = frame.current
-    result = gr.update(value=_shown(current.image), label="Restoration: " + ("A†y" if current.outer_step == 0 else
-                                                   f"step {current.outer_step} · {current.nfe} NFE"))
+    step = "A†y" if current.outer_step == 0 else f"step {current.outer_step} · {current.nfe} NFE"
+    result = gr.update(value=_shown(current.image), label=f"Restoration: {step}")
     if compare and frame.vanilla is not None:
         vanilla = gr.update(value=_shown(frame.vanilla.image), visible=True,
                             label=f"Vanilla x̂0: {frame.vanilla.nfe} NFE")
