@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -269,6 +271,22 @@ def test_not_an_image(tmp_path):
         read_image(None)
 
 
+def test_a_bad_file_is_named_once_without_the_server_path(tmp_path):
+    # Gradio hands the handler a temporary copy: its folder must not reach the page, and the
+    # decoder's reason is given once (load_image wraps it in a message of its own).
+    bad, cut = tmp_path / "notes.png", tmp_path / "cut.png"
+    bad.write_text("hello")
+    cut.write_bytes((ni.images_dir() / "coffee.png").read_bytes()[:3000])
+    for path, reason in ((bad, "is not an image: cannot identify the file;"),
+                         (cut, "is not a readable image: image file is truncated;")):
+        with pytest.raises(UsageError) as caught:
+            read_image(path)
+        message = str(caught.value)
+        assert reason in message and str(tmp_path) not in message, message
+        assert message.count(path.name) == 1, message
+        assert message.count("not an image") + message.count("not a readable image") == 1, message
+
+
 def test_too_large(tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.new("RGB", (80, 60)).save(path)
@@ -355,3 +373,25 @@ def test_page_builds_and_names_fields(prior):
     page = build_page(Sessions(prior))
     ids = {getattr(b, "elem_id", None) for b in page.blocks.values()}
     assert {"upload", "run", "stop", "result", "status", "downloads"} <= ids
+
+
+def test_the_restored_window_is_marked_where_the_run_cuts_it():
+    pytest.importorskip("gradio")
+    from nested_inverse.app.page import marked, region, short_caption
+    from nested_inverse.imageio import center_crop, crop_to_multiple
+
+    photo = torch.rand(1, 3, 400, 600, generator=torch.Generator().manual_seed(0))
+    # The default run: a 64×64 centre crop of a 600×400 photo; a 63 crop for sr4 keeps 60×60.
+    assert region(400, 600, 64, 64, 64) == (168, 268)
+    window = crop_to_multiple(center_crop(photo, 63), 4)
+    top, left = region(400, 600, 63, *window.shape[-2:])
+    assert torch.equal(photo[..., top:top + 60, left:left + 60], window)
+    assert region(400, 600, None, 400, 600) == (0, 0)
+    arr = marked(photo, 168, 268, 64, 64)
+    frame = np.zeros((400, 600), dtype=bool)
+    frame[162:238, 262:338] = True
+    frame[168:232, 268:332] = False  # the frame is 6 px (1 % of 600) around the window
+    magenta = (arr == [255, 0, 255]).all(-1)
+    assert (magenta == frame).all()
+    assert short_caption(SimpleNamespace(outer_step=0, nfe=0)) == "A†y"
+    assert short_caption(SimpleNamespace(outer_step=4, nfe=20)) == "4 · 20 NFE"

@@ -24,7 +24,6 @@ import pytest
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ROOT = Path(__file__).resolve().parent.parent
-OUTER, INNER = 40, 4  # long enough that Stop lands well before the end
 
 pytestmark = pytest.mark.slow
 
@@ -104,33 +103,51 @@ def status(driver) -> str:
     return driver.find_element(By.ID, "status").text
 
 
+def body(driver) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
 def downloads(driver) -> str:
     """The file list's text, each name whole (the page sets the extension apart)."""
     return driver.find_element(By.ID, "downloads").get_attribute("innerText").replace("\n.", ".")
 
 
-def test_upload_run_stop_shows_the_result(server, browser, tmp_path):
+def upload_file(driver, wait, path: Path) -> None:
+    """Upload ``path``; a file already in the box is cleared first (its × button), as a user
+    replaces one."""
+    for clear in driver.find_elements(By.CSS_SELECTOR, "#upload button[aria-label='Clear']"):
+        clear.click()
+    box = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
+    box.send_keys(str(path))
+
+
+def test_upload_run_with_defaults_stop_shows_the_result(server, browser, tmp_path):
+    """The user's path, no number typed: upload, Run with the page's defaults (the automatic K×I
+    split, no budget, no deadline), Stop after the first step, the result and the downloads."""
     wait = WebDriverWait(browser, 120)
     browser.get(server[0])
-    upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
-    upload.send_keys(str(ROOT / "data" / "images" / "coffee.png"))
+    upload_file(browser, wait, ROOT / "data" / "images" / "coffee.png")
     # The upload handler puts the image on the painting canvas.
     wait.until(lambda d: "600×400 pixels" in d.find_element(By.TAG_NAME, "body").text)
-    set_number(browser, "crop", 64)
-    set_number(browser, "outer", OUTER)
-    set_number(browser, "inner", INNER)
-    time.sleep(0.5)  # let the last field's change reach the page's state
     browser.find_element(By.ID, "run").click()
-    wait.until(lambda d: re.search(r"running: step ([2-9]|\d\d)", status(d)))
+    wait.until(lambda d: re.search(r"running: step \d", status(d)) or "rror" in body(d))
+    assert "rror" not in body(browser) and "minimum" not in body(browser), body(browser)[-1000:]
     browser.find_element(By.ID, "stop").click()
-    wait.until(lambda d: status(d).startswith("stopped"))
-    stopped_at = int(re.search(r"step (\d+)", status(browser)).group(1))
-    assert 2 <= stopped_at < OUTER, status(browser)
-    assert f"· {INNER * stopped_at} NFE" in status(browser)  # k·I evaluations
+    wait.until(lambda d: re.match(r"(stopped|finished)", status(d)))
+    line = status(browser)
+    assert line.startswith("stopped"), line  # Stop lands before the default run ends
+    stopped_at, nfe = map(int, re.search(r"step (\d+) · (\d+) NFE", line).groups())
+    assert stopped_at >= 1 and nfe > 0 and nfe % stopped_at == 0, line  # k·I evaluations
     image = browser.find_element(By.CSS_SELECTOR, "#result img")
     assert image.get_attribute("src") and image.size["width"] > 50
     label = browser.find_element(By.ID, "result").text
     assert f"step {stopped_at}" in label, label
+    # y · restoration · reference side by side at one scale, and the restored window named.
+    shown = {e: browser.find_element(By.CSS_SELECTOR, f"#{e} img").size
+             for e in ("observed", "result", "reference")}
+    assert len({(v["width"], v["height"]) for v in shown.values()}) == 1, shown
+    assert "Observation y (16×16)" in browser.find_element(By.ID, "observed").text
+    assert "64×64 window marked" in browser.find_element(By.ID, "photo").text
     wait.until(lambda d: "coffee.json" in downloads(d))
     listed = downloads(browser).split()
     assert {"coffee.png", "coffee_y.png", "coffee_steps.png", "coffee.json"} <= set(listed), listed
@@ -139,16 +156,31 @@ def test_upload_run_stop_shows_the_result(server, browser, tmp_path):
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
-def test_not_an_image_shows_a_message(server, browser, tmp_path):
+def test_a_bad_upload_clears_the_source_and_run_restores_nothing(server, browser, tmp_path):
+    """A good photo, then a file that is not an image: the page says so (naming the field and
+    the file, no server path), the canvas is emptied, and Run is refused, restoring nothing."""
+    url, log = server
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     wait = WebDriverWait(browser, 60)
-    browser.get(server[0])
-    upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
-    upload.send_keys(str(bad))
-    wait.until(lambda d: "is not an image" in d.find_element(By.TAG_NAME, "body").text)
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "notes.png" in body and "Traceback" not in body
+    browser.get(url)
+    upload_file(browser, wait, ROOT / "data" / "images" / "coffee.png")
+    wait.until(lambda d: "600×400 pixels" in status(d))
+    assert browser.find_elements(By.CSS_SELECTOR, "#canvas canvas, #canvas img")
+    before = log.read_text().count("refused")
+    upload_file(browser, wait, bad)
+    wait.until(lambda d: "is not an image" in status(d))
+    line = status(browser)
+    assert "'Upload an image' 'notes.png'" in line and "No image is loaded" in line, line
+    assert "/tmp" not in body(browser) and "Traceback" not in body(browser)
+    browser.find_element(By.ID, "run").click()
+    wait.until(lambda d: status(d).startswith("Not run"))
+    line = status(browser)
+    assert "'Upload an image': no image given" in line and "notes.png" not in line, line
+    time.sleep(2)  # a run, had one started, would have shown A†y by now
+    assert not browser.find_elements(By.CSS_SELECTOR, "#result img"), "something was restored"
+    text = log.read_text()
+    assert text.count("refused") == before + 2 and "Traceback" not in text, text[-2000:]
 
 
 def test_a_closed_tab_stops_its_run(server, browser):

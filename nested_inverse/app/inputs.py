@@ -84,16 +84,25 @@ def _decoded(p: Path, field: str, mode: str) -> Tensor:
         with Image.open(p) as img:
             w, h = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise UsageError(f"`{field}` {p.name!r} is not an image: {' '.join(str(err).split())}; "
-                         "upload a PNG, JPEG or TIFF image") from err
+        raise UsageError(f"`{field}` {p.name!r} is not an image: {_reason(err, p)}; upload a "
+                         "PNG, JPEG or TIFF image") from err
     if w * h > MAX_PIXELS:
         raise UsageError(f"`{field}` {p.name!r} is {w}×{h} pixels; images up to {MAX_PIXELS} "
                          "pixels (4096×4096) are accepted")
     try:
         return load_image(p, mode=mode)
     except ValueError as err:
-        raise UsageError(f"`{field}` {p.name!r} is not a readable image: "
-                         f"{' '.join(str(err).split())}") from err
+        raise UsageError(f"`{field}` {p.name!r} is not a readable image: {_reason(err, p)}; "
+                         "upload a PNG, JPEG or TIFF image") from err
+
+
+def _reason(err: BaseException, p: Path) -> str:
+    """The decoder's reason, once, without the server's temporary path (``load_image`` wraps
+    PIL's error in a message naming the path: the wrapped error is the reason)."""
+    if isinstance(err.__cause__, (OSError, SyntaxError, ValueError)):
+        err = err.__cause__
+    text = " ".join(str(err).split()).replace(str(p), p.name)
+    return text.replace(f"image file {p.name!r}", "the file")
 
 
 def read_image(path: Any, name: str | None = None) -> Source:

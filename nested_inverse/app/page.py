@@ -24,10 +24,10 @@ from .. import solvers
 from ..solvers.latent import is_latent_prior
 from ..errors import UsageError
 from ..guidance import Edit, Resample, SetInnerSteps
-from .inputs import (Source, editor_composite, named_images, painted_mask, read_image, read_mask,
-                     read_named)
+from .inputs import (Source, editor_composite, editor_image, named_images, painted_mask,
+                     read_image, read_mask, read_named)
 from .job import GENERATE, INPAINT_MASK, Settings
-from .session import Frame, Session, Sessions, caption
+from .session import Frame, Session, Sessions
 
 __all__ = ["TASKS", "build_page", "display_factor"]
 
@@ -38,14 +38,25 @@ log = logging.getLogger(__name__)
 TASKS = [INPAINT_MASK, *operators.available(), GENERATE]
 
 #: Library argument names → the page's field labels, for messages.
-_FIELDS = {"sigma_y": "σ_y", "center_crop": "centre crop", "budget_nfe": "budget (NFE)",
-           "deadline_s": "deadline (s)", "outer": "outer steps K", "inner": "inner steps I",
-           "method_params": "method", "method_args": "method", "steps": "steps",
-           "SetInnerSteps.steps": "inner steps from the next step", "x": "image",
-           "prompt": "prompt", "negative_prompt": "negative prompt", "class_label": "class",
-           "guidance_scale": "guidance scale"}
+_FIELDS = {"sigma_y": "σ_y", "center_crop": "Centre crop N×N", "budget_nfe": "Budget (NFE)",
+           "deadline_s": "Deadline (s)", "outer": "Outer steps K", "inner": "Inner steps I",
+           "outer_steps": "Outer steps K", "inner_steps": "Inner steps I", "seed": "Seed",
+           "method_params": "Method", "method_args": "Method", "method": "Method", "task": "Task",
+           "steps": "steps", "SetInnerSteps.steps": "Inner steps from the next step",
+           "x": "image", "image": "Upload an image", "mask": "mask",
+           "example": "…or pick an example",
+           "samples": "Samples", "edit": "Edit", "prompt": "Prompt",
+           "negative_prompt": "Negative prompt", "class_label": "Class",
+           "guidance_scale": "Guidance scale"}
 
 _DISPLAY_SIDE = 256  # small results are enlarged (nearest neighbour) to about this for viewing
+
+_SHOWN_HEIGHT = 240  # the row y · restoration · reference, one height for all
+
+_LEGEND = ("**A†y** (the first result, 0 NFE) is the pseudo-inverse: what the observation alone "
+           "gives, before any network call. Each outer step then adds its network evaluations "
+           "(NFE). With a centre crop set, only that window of your photo is restored (marked "
+           "below).")
 
 _INTRO = """\
 # nested-inverse: anytime restoration
@@ -98,6 +109,39 @@ def _shown(x: Tensor) -> np.ndarray:
     return np.ascontiguousarray(arr.repeat(f, 0).repeat(f, 1))
 
 
+def _shown01(x01: Tensor | None) -> np.ndarray | None:
+    """:func:`_shown` for a ``[1, C, H, W]`` image in [0, 1] (None, or not an image: None)."""
+    if x01 is None or x01.ndim != 4 or x01.shape[1] not in (1, 3):
+        return None
+    return _shown(x01 * 2 - 1)
+
+
+def region(height: int, width: int, crop: int | None, h: int, w: int) -> tuple[int, int]:
+    """Top-left ``(top, left)`` of the ``h×w`` window a run restores in a ``height×width`` photo:
+    the centre ``crop×crop`` (when given), then centred again to the task's factor, as
+    ``imageio.center_crop`` cuts them."""
+    top = left = 0
+    if crop is not None:
+        c_h, c_w = min(crop, height), min(crop, width)
+        top, left, height, width = (height - c_h) // 2, (width - c_w) // 2, c_h, c_w
+    return top + (height - h) // 2, left + (width - w) // 2
+
+
+def marked(photo01: Tensor, top: int, left: int, h: int, w: int) -> np.ndarray:
+    """``photo01: [1, 3, H, W]`` in [0, 1] as uint8 ``[H, W, 3]`` with a magenta frame around
+    the restored ``h×w`` window at ``(top, left)`` (2 pixels wide, or 1 % of the larger side)."""
+    arr = (photo01[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy().copy()
+    t = max(2, max(arr.shape[:2]) // 100)
+    b, r = min(top + h, arr.shape[0]), min(left + w, arr.shape[1])
+    magenta = np.array([255, 0, 255], dtype=np.uint8)
+    for rows, cols in ((slice(max(top - t, 0), top), slice(max(left - t, 0), r + t)),
+                       (slice(b, b + t), slice(max(left - t, 0), r + t)),
+                       (slice(top, b), slice(max(left - t, 0), left)),
+                       (slice(top, b), slice(r, r + t))):
+        arr[rows, cols] = magenta
+    return arr
+
+
 def _unshown(image01: Tensor, shape: tuple[int, ...]) -> Tensor:
     """An enlarged page image ``[1, 3, H·f, W·f]`` back to ``shape`` (mean over each f×f block)."""
     f = display_factor(*shape[-2:])
@@ -126,26 +170,41 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
     def session_of(request: gr.Request) -> Session:
         return sessions.get(request.session_hash)
 
-    def loaded(source: Source, session: Session) -> dict[str, Any]:
+    def loaded(source: Source, session: Session) -> tuple[Any, ...]:
+        """Outputs for a new input: the canvas shows it, the old results go (they were of
+        another image)."""
         session.source = source
         arr = (source.image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
         h, w = arr.shape[:2]
-        gr.Info(f"{source.name}: {w}×{h} pixels", duration=3)
-        return {"background": arr, "layers": [], "composite": arr}
+        return ({"background": arr, "layers": [], "composite": arr}, gr.skip(),
+                f"{source.name}: {w}×{h} pixels loaded; press **Run**", None, [], None,
+                None, None, None)
+
+    def refused(err: UsageError, session: Session) -> tuple[Any, ...]:
+        """Outputs for a refused input: no source at all (a Run now is refused, never run on an
+        earlier image), the upload box and canvas emptied, the message where the status is."""
+        session.source = None
+        message = on_page(str(err))
+        log.info("refused input: %s", message)
+        gr.Warning(message)
+        return (None, None, f"**Not loaded:** {message}. No image is loaded now.", None, [],
+                None, None, None, None)
 
     def on_upload(path: Any, request: gr.Request) -> Any:
+        session = session_of(request)
         try:
-            return loaded(read_image(path, name=_name_of(path)), session_of(request))
+            return loaded(read_image(path, name=_name_of(path)), session)
         except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+            return refused(err, session)
 
     def on_example(name: str | None, request: gr.Request) -> Any:
         if not name:
-            return gr.skip()
+            return (gr.skip(),) * 9
+        session = session_of(request)
         try:
-            return loaded(read_named(name), session_of(request))
+            return loaded(read_named(name), session)
         except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+            return refused(err, session)
 
     def on_run(canvas: Any, mask_file: Any, task: str, sigma_y: Any, degraded: bool, crop: Any,
                method: str, outer: Any, inner: Any, seed: Any, budget: Any, deadline: Any,
@@ -156,19 +215,35 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
             settings = Settings(task=task, sigma_y=_float(sigma_y) or 0.0, degraded=bool(degraded),
                                 prompt=_text(prompt), negative_prompt=_text(negative),
                                 class_label=_class_value(label), guidance_scale=_float(scale),
-                                method=method, outer=_int(outer), inner=_int(inner),
+                                method=method, outer=_int(outer, zero_is_none=True),
+                                inner=_int(inner, zero_is_none=True),
                                 seed=_int(seed) or 0, budget_nfe=_int(budget, zero_is_none=True),
                                 deadline_s=_float(deadline) or None,
                                 center_crop=_int(crop, zero_is_none=True),
                                 compare_vanilla=bool(compare))
-            source = _with_mask(session.source, canvas, mask_file, task)
+            # Only what the canvas shows runs: an emptied canvas means no input, whatever the
+            # session held before.
+            shown = session.source if editor_image(canvas) is not None else None
+            source = _with_mask(shown, canvas, mask_file, task)
+            fixed: tuple[Any, ...] | None = None
             for frame in session.run(settings, source):
-                yield _outputs(frame, settings.compare_vanilla)
-        except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+                if fixed is None:  # the job exists once the first frame comes
+                    fixed = _inputs_shown(session)
+                    yield _outputs(frame, settings.compare_vanilla) + fixed
+                else:
+                    yield _outputs(frame, settings.compare_vanilla) + (gr.skip(),) * 3
+        except ValueError as err:  # UsageError, or a library check (K beyond the schedule …)
+            # A user's mistake: one line in the server's log, the message in the status line
+            # (replacing the last run's text) and a toast; no traceback, no red error badges.
+            message = on_page(str(err))
+            log.info("refused run: %s", message)
+            gr.Warning(message)
+            yield (f"**Not run:** {message}",) + (gr.skip(),) * 8
         except Exception as err:  # noqa: BLE001 - the page shows one line, the log the rest
             log.exception("run failed")
-            raise gr.Error(f"the run failed: {type(err).__name__}: {on_page(str(err))}") from None
+            message = f"the run failed on the server ({type(err).__name__}; the log has details)"
+            gr.Warning(message)
+            yield (f"**{message}**",) + (gr.skip(),) * 8
 
     def on_uncertainty(samples: Any, request: gr.Request) -> Any:
         session = session_of(request)
@@ -179,12 +254,16 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                 yield gr.update(value=_shown(shown[None, None] * 2 - 1),
                                 label=f"per-pixel std over {n} samples (white = {peak:.3f})")
         except UsageError as err:
-            raise gr.Error(on_page(str(err))) from None
+            message = on_page(str(err))
+            log.info("refused uncertainty map: %s", message)
+            gr.Warning(message)
+            yield gr.skip()
 
     def act_on(session: Session, act: Any, *values: Any) -> None:
         try:
             act(session, *values)
         except (UsageError, ValueError) as err:
+            log.info("refused command: %s", on_page(str(err)))
             gr.Warning(on_page(str(err)))
 
     # Gradio passes the request only to a parameter annotated gr.Request, so one signature each.
@@ -245,26 +324,43 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                     fitting = solvers.available(latent=is_latent_prior(sessions.prior))
                     method = gr.Dropdown(fitting, value=solvers.default_method(sessions.prior),
                                          label="Method")
+                    # Gradio shows an empty number as 0 and refuses a value under `minimum` before
+                    # any handler runs ("Value 0 is less than minimum value 1", naming no field):
+                    # so these have no minimum, 0 or empty means auto / none, and the settings
+                    # refuse the rest with the field's label.
                     with gr.Row():
-                        outer = gr.Number(None, precision=0, minimum=1, elem_id="outer",
-                                          label="Outer steps K (empty: auto)")
-                        inner = gr.Number(None, precision=0, minimum=1, elem_id="inner",
-                                          label="Inner steps I (empty: auto)")
+                        outer = gr.Number(None, precision=0, elem_id="outer",
+                                          label="Outer steps K (0 or empty: auto)")
+                        inner = gr.Number(None, precision=0, elem_id="inner",
+                                          label="Inner steps I (0 or empty: auto)")
                         seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     with gr.Row():
-                        budget = gr.Number(None, precision=0, label="Budget (NFE, optional)")
-                        deadline = gr.Number(None, label="Deadline (s, optional)")
+                        budget = gr.Number(None, precision=0, elem_id="budget",
+                                           label="Budget (NFE; 0 or empty: none)")
+                        deadline = gr.Number(None, elem_id="deadline",
+                                             label="Deadline (s; 0 or empty: none)")
                     compare = gr.Checkbox(False, label="Show vanilla x̂0 beside, at equal NFE")
-                run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column(scale=2):
-                status = gr.Markdown("Load an image and press Run.", elem_id="status")
+                # Run and the status at the top of the results, where the eye is after pressing.
+                with gr.Row(equal_height=True):
+                    run = gr.Button("Run", variant="primary", elem_id="run", scale=1)
+                    stop = gr.Button("Stop (keep this result)", variant="stop", elem_id="stop",
+                                     scale=1)
+                    status = gr.Markdown("Load an image and press Run.", elem_id="status")
+                # y · restoration · reference at one display scale (each enlarged to ~256 px).
                 with gr.Row():
-                    result = gr.Image(label="Restoration", type="numpy", interactive=False,
-                                      elem_id="result", height=320)
+                    observed = gr.Image(label="Observation y", type="numpy", interactive=False,
+                                        elem_id="observed", height=_SHOWN_HEIGHT)
+                    result = gr.Image(label="Restoration (live)", type="numpy",
+                                      interactive=False, elem_id="result", height=_SHOWN_HEIGHT)
+                    reference = gr.Image(label="Reference", type="numpy", interactive=False,
+                                         elem_id="reference", height=_SHOWN_HEIGHT)
                     vanilla = gr.Image(label="Vanilla x̂0", type="numpy", interactive=False,
-                                       visible=False, height=320)
+                                       visible=False, height=_SHOWN_HEIGHT)
+                gr.Markdown(_LEGEND, elem_id="legend")
+                photo = gr.Image(label="Your photo, the restored region marked", type="numpy",
+                                 interactive=False, elem_id="photo", height=200)
                 with gr.Row():
-                    stop = gr.Button("Stop (keep this result)", variant="stop", elem_id="stop")
                     resample = gr.Button("Resample last step", elem_id="resample")
                     pause = gr.Button("Pause", elem_id="pause")
                     resume = gr.Button("Continue", elem_id="continue")
@@ -272,7 +368,8 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                     new_inner = gr.Number(4, precision=0, minimum=1,
                                           label="Inner steps from the next step")
                     set_inner = gr.Button("Set inner steps")
-                strip = gr.Gallery(label="Every outer step", columns=10, height=170,
+                strip = gr.Gallery(label="Every outer step (click one for its time)", columns=8,
+                                   height=170,
                                    object_fit="contain", elem_id="strip")
                 with gr.Accordion("Edit: Pause, paint on the result, apply", open=False):
                     edit_canvas = gr.ImageEditor(label="The current result", sources=(),
@@ -286,11 +383,13 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                 uncertainty = gr.Image(label="Per-pixel std", type="numpy", interactive=False,
                                        height=240)
 
-        upload.upload(on_upload, [upload], [canvas], concurrency_limit=None)
-        example.change(on_example, [example], [canvas], concurrency_limit=None)
+        loading = [canvas, upload, status, result, strip, downloads, photo, observed, reference]
+        upload.upload(on_upload, [upload], loading, concurrency_limit=None)
+        example.change(on_example, [example], loading, concurrency_limit=None)
         inputs = [canvas, mask_file, task, sigma_y, degraded, crop, method, outer, inner, seed,
                   budget, deadline, compare, prompt, negative, label, scale]
-        run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads],
+        run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads, photo,
+                                   observed, reference],
                   concurrency_limit=max_runs, concurrency_id="runs")
         uncertain.click(on_uncertainty, [samples], [uncertainty], concurrency_id="runs")
         for button, act in ((stop, lambda s: s.stop()), (resample, lambda s: s.command(Resample())),
@@ -332,16 +431,46 @@ def _outputs(frame: Frame, compare: bool) -> tuple[Any, ...]:
     if frame.message:
         gr.Warning(on_page(frame.message))
     current = frame.current
-    result = gr.update(value=_shown(current.image), label=f"Restoration: {caption(current)}")
+    step = "A†y" if current.outer_step == 0 else f"step {current.outer_step} · {current.nfe} NFE"
+    result = gr.update(value=_shown(current.image), label=f"Restoration: {step}")
     if compare and frame.vanilla is not None:
         vanilla = gr.update(value=_shown(frame.vanilla.image), visible=True,
                             label=f"Vanilla x̂0: {frame.vanilla.nfe} NFE")
     else:
         vanilla = gr.update(visible=compare)
-    strip = [(_shown(r.image), caption(r)) for r in frame.results]
+    strip = [(_shown(r.image), short_caption(r)) for r in frame.results]
     edit_canvas = gr.skip()
-    if frame.paused:
+    if frame.paused or frame.done:  # what Edit paints on: the paused step, or the final result
         arr = _shown(current.image)
         edit_canvas = {"background": arr, "layers": [], "composite": arr}
     files = [str(p) for p in frame.files.values()] if frame.done else gr.skip()
     return f"**{frame.status}**", result, vanilla, strip, edit_canvas, files
+
+
+def _inputs_shown(session: Session) -> tuple[Any, ...]:
+    """The run's fixed pictures: the photo with the restored window marked, the observation y
+    and the reference (the clean crop, when the page degraded it), each an update with a caption."""
+    job = session.job
+    if job is None or job.problem is None:  # generation: nothing observed
+        return gr.update(value=None), gr.update(value=None), gr.update(value=None)
+    H, W = job.source.image.shape[-2:]
+    h, w = job.image_shape[-2:]
+    top, left = region(H, W, job.settings.center_crop, h, w)
+    whole = (h, w) == (H, W)
+    what = "the whole photo" if whole else f"the {w}×{h} window marked (magenta) of {W}×{H}"
+    photo = gr.update(value=marked(job.source.image, top, left, h, w),
+                      label=f"Your photo: the page restores {what}")
+    y = job.problem.y01.detach().float().cpu()
+    y_label = "Observation y" + (f" ({y.shape[-1]}×{y.shape[-2]})"
+                                 if y.ndim == 4 and y.shape[-1] != w else "")
+    observed = gr.update(value=_shown01(y.clamp(0, 1)), label=y_label)
+    if job.clean is None:
+        reference = gr.update(value=None, label="Reference (none: the input was already y)")
+    else:
+        reference = gr.update(value=_shown01(job.clean), label="Reference (clean)")
+    return photo, observed, reference
+
+
+def short_caption(result: Any) -> str:
+    """A strip caption that fits under a thumbnail: ``"4 · 16 NFE"`` (``"A†y"`` first)."""
+    return "A†y" if result.outer_step == 0 else f"{result.outer_step} · {result.nfe} NFE"
