@@ -148,7 +148,7 @@ def test_page_offers_the_latent_fields_and_solvers(sd):
     assert [c[0] for c in methods.choices] == ["latent-dps", "psld"] and methods.value == "psld"
     assert (_class_value(""), _class_value("3"), _class_value(" tench "), _class_value(2.0)) == \
         (None, 3, "tench", 2)
-    assert on_page("`class_label`=3 was given") == "'class'=3 was given"
+    assert on_page("`class_label`=3 was given") == "'Class'=3 was given"
     # The Run handler as Gradio calls it: the page's fields, in the page's order.
     import gradio as gr
     import types
@@ -159,8 +159,9 @@ def test_page_offers_the_latent_fields_and_solvers(sd):
     outputs = list(on_run(*fields, "a cat", "", "", 3.0, request))
     assert outputs[-1][0].startswith("**finished: step 2 · 4 NFE")
     assert outputs[-1][1]["value"].shape == (256, 256, 3)  # 16 px shown enlarged ×16
-    with pytest.raises(gr.Error, match="'class'=3 was given but this prior is text-conditional"):
-        list(on_run(*fields, "a cat", "", "3", None, request))
+    # A mistake is a status line naming the field (no exception, no red badge).
+    refused = list(on_run(*fields, "a cat", "", "3", None, request))
+    assert "'Class'=3 was given but this prior is text-conditional" in refused[-1][0]
 
 
 def test_serve_takes_a_pipeline_folder(tmp_path, monkeypatch):
