@@ -69,6 +69,7 @@ class Problem:
         if not bool(torch.isfinite(y01).all()):
             raise ValueError(f"`y` contains {int((~torch.isfinite(y01)).sum())} NaN or inf values; "
                              "expected an observation in [0, 1]")
+        _check_range(y01, sigma_y)
         operator = operator.to(y01.device)
         shape = _image_shape(operator, y01)
         ones = _unit_response(operator, shape, y01)
@@ -158,3 +159,24 @@ def _unit_response(operator: LinearOperator, shape: Sequence[int], like: Tensor)
     """``A 1`` for images of ``shape``, in ``like``'s dtype and device."""
     with torch.no_grad():
         return operator(torch.ones(tuple(shape), dtype=like.dtype, device=like.device))
+
+
+def _check_range(y01: Tensor, sigma_y: float) -> None:
+    """Refuse a float observation that is plainly not on the [0, 1] scale.
+
+    A float image in [0, 255] would be clamped to an all-white restoration and one in [-1, 1]
+    (the model range) would lose its dark half, both without a word. Noise legitimately takes
+    ``y`` outside [0, 1], so the bounds leave 0.5 + 6·σ_y either side: a noisy observation passes
+    (6 σ is not reached by any of 10^8 Gaussian draws in practice), the wrong scales do not.
+    """
+    if y01.numel() == 0:
+        return
+    margin = 0.5 + 6 * float(sigma_y) if isinstance(sigma_y, (int, float)) else 0.5
+    low, high = float(y01.min()), float(y01.max())
+    if high > 1 + margin:
+        raise ValueError(f"`y` has values up to {high:.4g}, but observations are images in [0, 1]; "
+                         "a float image in [0, 255] needs dividing by 255 first (uint8 arrays and "
+                         "tensors are scaled for you)")
+    if low < -margin:
+        raise ValueError(f"`y` has values down to {low:.4g}, but observations are images in [0, 1]; "
+                         "an image in [-1, 1] (the model range) needs (y + 1) / 2 first")

@@ -64,10 +64,17 @@ def _split(outer_steps: int | str, inner_steps: int | None, budget_nfe: int | No
     return {"outer": outer_steps, "inner": inner_steps}
 
 
+def _check_seed(seed: Any) -> None:
+    # int(1.5) would silently drop the fraction; the shell refuses it too (--seed takes an int).
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"`seed`={seed!r} must be an integer >= 0 (or None for fresh randomness)")
+
+
 def generators(seed: int | None, batch: int, device: torch.device) -> list[torch.Generator] | None:
     """One generator per image (seed + i), so an image's result does not depend on its batch."""
     if seed is None:
         return None
+    _check_seed(seed)
     gen_device = device if device.type == "cuda" else torch.device("cpu")
     return [torch.Generator(gen_device).manual_seed(int(seed) + i) for i in range(batch)]
 
@@ -149,6 +156,7 @@ def restore(
         >>> out.shape
         torch.Size([1, 3, 32, 32])
     """
+    _check_seed(seed)
     prior = load_prior(prior)
     latent = isinstance(prior, LatentPrior)
     method = solvers.default_method(prior) if method is None else method

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -119,3 +120,34 @@ def test_the_bundled_prior_restores_a_small_crop():
     # rules out nonsense such as a wrong range conversion.
     assert float(psnr(out, x)) > 18
     assert not math.isnan(float(psnr(results[1].image, x)))
+
+
+
+@pytest.mark.parametrize("seed", [1.5, "abc", -1, True])
+def test_restore_refuses_a_seed_that_is_not_a_count(prior, seed):
+    _, op, y = observation()
+    with pytest.raises(ValueError, match="`seed`"):
+        restore(y, op, method="ddnm", outer_steps=1, inner_steps=1, prior=prior, seed=seed,
+                progress=False)
+
+
+@pytest.mark.parametrize("to_bad, words", [(lambda y: 255 * y, "dividing by 255"),
+                                           (lambda y: 2 * y - 1, "(y + 1) / 2")])
+def test_restore_refuses_an_observation_off_the_unit_scale(prior, to_bad, words):
+    """A float image in [0, 255] came back all white, one in [-1, 1] clamped, without a word."""
+    _, op, y = observation()
+    y = y.clone()
+    y[..., 0, 0] = 0.0  # a dark pixel and a bright one, so both wrong scales are plain
+    y[..., 0, 1] = 1.0
+    with pytest.raises(ValueError, match=re.escape(words)):
+        restore(to_bad(y), op, method="ddnm", outer_steps=1, inner_steps=1, prior=prior, seed=0,
+                progress=False)
+
+
+def test_a_noisy_observation_stays_accepted(prior):
+    """The bounds leave room for the noise: σ_y = 0.1 pushes y well outside [0, 1]."""
+    x, op, _ = observation()
+    y = op(x) + 0.1 * torch.randn(op(x).shape, generator=torch.Generator().manual_seed(0))
+    out = restore(y, op, sigma_y=0.1, method="ddnm", outer_steps=1, inner_steps=1, prior=prior,
+                  seed=0, progress=False)
+    assert out.shape == x.shape
