@@ -174,6 +174,7 @@ def test_custom_operator_by_module_path(images, tmp_path, monkeypatch):
     ("unwritable-out", "cannot be written"),
     ("vanilla-and-outer", "`--vanilla` runs the solver alone"),
     ("bad-task-arg", "`--task-arg` sigma=2"),
+    ("nan-task-arg", "`--task-arg` sigma=nan is not a finite number"),
     ("bad-method-arg", "`--method-arg` etta not accepted by 'ddnm'; it accepts: eta"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(images, tmp_path, capsys, case, expect):
@@ -189,6 +190,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(images, tmp_path, capsy
         "unwritable-out": [str(images["coffee"]), "--task", "sr4", "--degrade"],
         "vanilla-and-outer": [str(images["coffee"]), "--task", "sr4", "--vanilla"],
         "bad-task-arg": [str(images["coffee"]), "--task", "sr4", "--task-arg", "sigma=2"],
+        "nan-task-arg": [str(images["coffee"]), "--task", "blur-gauss", "--degrade",
+                         "--task-arg", "sigma=nan"],
         "bad-method-arg": [str(images["coffee"]), "--task", "sr4", "--method-arg", "etta=1"],
     }[case]
     target = blocker / "sub" if case == "unwritable-out" else out

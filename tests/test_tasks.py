@@ -9,6 +9,13 @@ from nested_inverse.errors import UsageError
 from nested_inverse.tasks import image_generator, image_seed, parse_key_values, resolve_task
 
 
+@pytest.mark.parametrize("pair", ["sigma=nan", "sigma=inf", "sigma=-Infinity", "sigma=1e999"])
+def test_parse_key_values_refuses_non_finite_numbers(pair):
+    """``sigma=nan`` once stayed a string and leaked "'>' not supported between 'str' and 'int'"."""
+    with pytest.raises(UsageError, match="is not a finite number"):
+        parse_key_values([pair], "--task-arg")
+
+
 def test_parse_key_values_reads_literals_and_strings():
     assert parse_key_values(["sigma=2", "side=left", "weights=(1, 0, 0)", "x=None"]) == {
         "sigma": 2, "side": "left", "weights": (1, 0, 0), "x": None}
