@@ -363,6 +363,24 @@ def test_serve_without_gradio_says_how_to_install(monkeypatch, capsys):
                                                'Gradio: pip install "nested-inverse[app]"')
 
 
+def test_serve_on_a_taken_port_names_port_before_loading_anything(capsys):
+    """It once printed its URL, then Gradio's advice about GRADIO_SERVER_PORT."""
+    pytest.importorskip("gradio")
+    import socket
+    import time
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        start = time.perf_counter()
+        rc = main(["serve", "--port", str(port)])
+        seconds = time.perf_counter() - start
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"`--port`={port} is in use" in err and "GRADIO" not in err
+    assert seconds < 5  # refused before the prior loads
+
+
 def test_page_builds_and_names_fields(prior):
     pytest.importorskip("gradio")
     from nested_inverse.app.page import TASKS, build_page, display_factor, on_page

@@ -4,7 +4,9 @@ extra, i.e. Gradio)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from typing import Any
 
@@ -47,6 +49,23 @@ def _has_gradio() -> bool:
     return hasattr(gradio, "Blocks")
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another program holds, naming ``--port``, before Gradio prints the URL and
+    then its own advice about ``GRADIO_SERVER_PORT``. Port 0 (any free port) is always free."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno in (errno.EADDRINUSE, errno.EACCES):
+                why = "is in use by another program" if err.errno == errno.EADDRINUSE else \
+                    "needs privileges to bind"
+                raise UsageError(f"`--port`={port} {why} on {host}; give another, e.g. --port "
+                                 f"{port + 1}") from err
+            raise UsageError(f"`--host`={host!r} cannot be bound here: {err.strerror}") from err
+
+
 def run(args: argparse.Namespace) -> int:
     if not _has_gradio():
         print(f"nested-inverse serve: error: {_INSTALL}", file=sys.stderr)
@@ -55,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"`--port`={args.port} must lie in [0, 65535]")
     if args.max_runs < 1:
         raise UsageError(f"`--max-runs`={args.max_runs} must be >= 1")
+    _check_port(args.host, args.port)  # before the prior loads: seconds, not a minute, to say so
     setup_logging()
     from ..app.page import build_page
     from ..app.session import Sessions
