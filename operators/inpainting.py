@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -76,6 +77,12 @@ class Inpainting(LinearOperator):
                 raise ValueError("`mask` must contain only 0 (missing) and 1 (observed); got values "
                                  f"in [{mask.min().item()}, {mask.max().item()}]")
         mask = mask.to(torch.bool)
+        if mask.numel() and not bool(mask.any()):
+            # Legal (y is empty and the restoration is an unconditional sample) but almost always
+            # an inverted mask: 1 = observed here, as the white of a mask file.
+            warnings.warn("`mask` observes no pixel (all 0): y carries no information and the "
+                          "result is an unconditional sample; 1 (white) = observed, 0 (black) = "
+                          "missing; was the mask inverted?", UserWarning, stacklevel=2)
         while mask.ndim < 4:
             mask = mask.unsqueeze(0)
         if image_shape is not None:

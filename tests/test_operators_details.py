@@ -295,3 +295,13 @@ def test_bad_inputs_raise():
         operators.Degradation(operators.make("denoise", image_shape=SHAPE))(bad)
     with pytest.raises(ValueError, match="list of 1 generators but the batch has 2"):
         operators.GaussianNoise(0.1)(x, [torch.Generator()])
+
+
+def test_a_mask_that_observes_nothing_warns_and_one_that_observes_something_does_not():
+    import warnings
+
+    with pytest.warns(UserWarning, match="observes no pixel"):
+        operators.Inpainting(torch.zeros(8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        operators.Inpainting(torch.eye(8))
