@@ -371,3 +371,14 @@ def test_allow_pickle_loads_a_flat_pickled_prior_folder(tmp_path, capsys):
     assert "allow_pickle" in capsys.readouterr().err
     assert main([*args, "--allow-pickle"]) == 0
     assert (tmp_path / "out" / "small.png").exists()
+
+
+@pytest.mark.parametrize("dtype, warns", [("float16", True), ("float32", False)])
+def test_half_precision_on_the_cpu_warns(dtype, warns, capsys):
+    """`--dtype float16` on a CPU ran 66× slower than float32 without a word."""
+    from nested_inverse.cli.common import load_prior_cached, setup_logging
+
+    setup_logging()
+    load_prior_cached("default", "cpu", dtype)
+    err = capsys.readouterr().err
+    assert ("`--dtype` float16 on the CPU runs far slower" in err) == warns
