@@ -56,23 +56,19 @@ def parse_key_values(pairs: Iterable[str] | None, what: str = "task_args") -> di
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             out[key] = value
-        if _non_finite(out[key], value):
+        if _non_finite(value):
             # "nan" would stay a string and surface as a comparison error deep in the operator.
             raise UsageError(f"`{what}` {key}={value.strip()} is not a finite number; give a "
                              f"value such as {key}=2.0")
     return out
 
 
-def _non_finite(parsed: Any, text: str) -> bool:
-    """Whether a KEY=VALUE value is NaN or infinite (``nan``, ``inf``, ``1e999``)."""
-    if isinstance(parsed, float):
-        return not math.isfinite(parsed)
-    if isinstance(parsed, str):
-        try:
-            return not math.isfinite(float(text))
-        except ValueError:
-            return False
-    return False
+def _non_finite(text: str) -> bool:
+    """Whether a KEY=VALUE value reads as NaN or an infinity (``nan``, ``inf``, ``1e999``)."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:  # not a number at all: a string, a tuple, True, None
+        return False
 
 
 @dataclass

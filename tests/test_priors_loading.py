@@ -133,3 +133,18 @@ def test_default_prior_is_the_bundled_one():
     prior = default_prior()
     assert isinstance(prior, DiffusionPrior)
     assert torch.equal(prior.alphas_cumprod, DiffusionPrior.default().alphas_cumprod)
+
+
+def test_half_precision_on_the_cpu_is_warned_from_python_too(caplog):
+    """The warning lives in load_prior, so Python, the command line and the page all give it."""
+    import logging
+
+    from nested_inverse.priors import load_prior
+
+    with caplog.at_level(logging.WARNING, logger="nested_inverse"):
+        load_prior(None, torch_dtype=torch.bfloat16, device="cpu")
+    assert "`torch_dtype` bfloat16 on the CPU runs far slower than float32" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nested_inverse"):
+        load_prior(None, torch_dtype=torch.float32, device="cpu")
+    assert "runs far slower" not in caplog.text

@@ -38,7 +38,7 @@ FLAGS = {
     "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
     "steps": "--steps", "vanilla": "--vanilla", "budget_nfe": "--budget", "deadline_s": "--deadline", "seed": "--seed", "samples": "--samples",
     "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
-    "out": "--out", "root": "DATASET_DIR", "device": "--device",
+    "out": "--out", "root": "DATASET_DIR", "device": "--device", "torch_dtype": "--dtype",
     # generate
     "prompt": "--prompt", "class_label": "--class", "negative_prompt": "--negative-prompt",
     "guidance_scale": "--guidance-scale", "num_images": "--num-images", "height": "--height",
@@ -189,12 +189,6 @@ def load_prior_cached(spec: str, device: str, dtype: str, allow_pickle: bool = F
     call ``main`` many times); ``class_label`` for a class-conditional pixel UNet (ADM)."""
     from ..priors import load_prior
 
-    if dtype != "float32" and torch.device(device).type == "cpu":
-        # Half precision is a GPU format: on a CPU it is emulated (66× slower than float32 for the
-        # bundled prior, measured on this project's 2-core machine) and saves nothing that matters.
-        logging.getLogger("nested_inverse").warning(
-            "`--dtype` %s on the CPU runs far slower than float32 (66× measured for the bundled "
-            "prior); use float32 here, half precision on a GPU (--device cuda)", dtype)
     if spec == "default":
         return load_prior(None, device=device, torch_dtype=_DTYPES[dtype])
     extra = {} if class_label is None else {"class_label": class_label}

@@ -55,6 +55,9 @@ def _check_port(host: str, port: int) -> None:
     if port == 0:
         return
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As the server binds (uvicorn sets SO_REUSEADDR): a port left in TIME_WAIT by a page
+        # just stopped is free to it, while one with a listener is still refused.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as err:

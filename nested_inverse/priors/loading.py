@@ -21,6 +21,7 @@ and are refused unless ``allow_pickle=True``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -30,6 +31,8 @@ import torch
 
 from ..paths import default_prior_dir
 from .protocol import Prior
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from diffusers import UNet2DModel
@@ -242,6 +245,8 @@ def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any
     """
     from .diffusers import DiffusionPrior
 
+    if spec is None or isinstance(spec, (str, os.PathLike)):
+        _warn_half_on_cpu(kwargs.get("torch_dtype"), kwargs.get("device"))
     if spec is None or (isinstance(spec, str) and spec == "default"):
         return DiffusionPrior.default(**kwargs)
     if isinstance(spec, (str, os.PathLike)):
@@ -262,6 +267,22 @@ def load_prior(spec: str | os.PathLike[str] | Prior | None = None, **kwargs: Any
         f"`spec`={spec!r} (the prior) is not understood; accepted: None or 'default' (the bundled prior), a "
         "path or Hub repo id of a diffusers model, or an object with `alphas_cumprod` and `predict`"
     )
+
+
+def _warn_half_on_cpu(torch_dtype: Any, device: Any) -> None:
+    """Half precision is a GPU format: a CPU emulates it (one evaluation of the bundled prior at
+    64 px, one thread: 0.22 s in float32, 24 s in float16, 23 s in bfloat16) and saves nothing
+    that matters there."""
+    if torch_dtype not in (torch.float16, torch.bfloat16):
+        return
+    try:
+        on_cpu = torch.device(device if device is not None else "cpu").type == "cpu"
+    except (RuntimeError, TypeError):  # not a device: from_pretrained names it
+        return
+    if on_cpu:
+        log.warning("`torch_dtype` %s on the CPU runs far slower than float32 (about 100× for the "
+                    "bundled prior); use float32 here, half precision on a GPU",
+                    str(torch_dtype).replace("torch.", ""))
 
 
 def _has_vae(folder: Path) -> bool:
