@@ -10,6 +10,8 @@ exact Gaussian mixture, and training the bundled default.
   :class:`LatentPrior`; :meth:`~LatentDiffusionPrior.conditioned` binds a prompt or class with
   classifier-free guidance (``conditional.py``); :func:`load_latent_pipeline` (``pipelines.py``)
   reads a pipeline folder; ``tiny.py`` writes tiny random ones for tests.
+- :class:`TiledPrior` (``tiled.py``): any pixel prior on overlapping, cross-faded tiles, so an
+  image of any size costs one tile batch of network memory.
 - :class:`GaussianMixturePrior` (``gmm.py``): exact denoiser and posterior, the yardstick.
 - :class:`LatentPrior` (``protocol.py``): a prior over latents with ``decode``/``encode``;
   :class:`LinearLatentPrior` and :class:`LinearDecoder` (``linear_latent.py``): a Gaussian mixture
@@ -27,10 +29,11 @@ from .loading import load_prior
 from .pipelines import load_latent_pipeline
 from .protocol import CountingPrior, LatentPrior, Prior
 from .schedule import alphas_cumprod_from_schedule, linear_alphas_cumprod
+from .tiled import TiledPrior
 from .tiny import save_tiny_dit, save_tiny_sd
 from .training import train_prior
 
 __all__ = ["Condition", "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "GuidedLatentPrior",
            "LatentDiffusionPrior", "LatentPrior", "LinearDecoder", "LinearLatentPrior", "Prior",
-           "alphas_cumprod_from_schedule", "guide", "linear_alphas_cumprod", "load_latent_pipeline",
+           "TiledPrior", "alphas_cumprod_from_schedule", "guide", "linear_alphas_cumprod", "load_latent_pipeline",
            "load_prior", "save_tiny_dit", "save_tiny_sd", "train_prior"]
