@@ -22,6 +22,7 @@ from .errors import UsageError
 from .nested import NestedSampler
 from .planning import DEADLINE_MARGIN, auto_split, nested_defaults
 from .priors import LatentPrior, Prior
+from .priors.tiled import check_tile, tiled_for
 from .problem import Problem
 from .solvers.base import Solver, unit_interval
 
@@ -52,6 +53,9 @@ class SamplerConfig:
         outer_eta: η of the outer DDIM step, in [0, 1].
         budget_nfe: evaluations per image the run may spend (None: ``outer·inner``).
         sigma_y: the observation noise (on the [0, 1] scale) the default policy plans for.
+        tile: tiles of the pixel prior for large images (:func:`~nested_inverse.priors.tiled_for`):
+            None for tiles of the network's training size once a side exceeds twice it, N for
+            N-pixel tiles, 0 for the whole image always.
         auto: whether ``outer``/``inner`` (and defaults in ``method_args``) came from the policy
             (set by the config itself).
 
@@ -76,6 +80,7 @@ class SamplerConfig:
     outer_eta: float = 0.0
     budget_nfe: int | None = None
     sigma_y: float = 0.0
+    tile: int | None = None
     auto: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +108,7 @@ class SamplerConfig:
         try:
             solvers.registry.check_params(self.method, self.method_args)
             self.outer_eta = unit_interval("outer_eta", self.outer_eta)
+            check_tile(self.tile)
         except ValueError as err:
             raise UsageError(str(err)) from err
 
@@ -126,11 +132,14 @@ class SamplerConfig:
                        **({"outer": None, "inner": None} if self.auto else {}))
 
     def solver(self, prior: Prior, problem: Problem) -> Solver:
-        """The solver ``method`` for ``problem``."""
+        """The solver ``method`` for ``problem``, on a tiled prior when the images are large
+        (``tile``)."""
         if self.auto and float(problem.sigma_y) != self.sigma_y:
             raise UsageError(f"the default policy of this configuration was planned for `sigma_y`="
                              f"{self.sigma_y}, but the problem has sigma_y={problem.sigma_y}; "
                              "build it with SamplerConfig(sigma_y=...) of the problem")
+        height, width = problem.image_shape[-2:]
+        prior = tiled_for(prior, height, width, self.tile)
         return solvers.make(self.method, prior, problem, **self.method_args)
 
     def sampler(self, solver: Solver) -> NestedSampler | VanillaSampler:
@@ -159,6 +168,8 @@ class SamplerConfig:
             record["budget_nfe"] = self.budget_nfe
         if self.outer_eta != 0:
             record["outer_eta"] = self.outer_eta
+        if self.tile is not None:
+            record["tile"] = self.tile
         return record
 
 

@@ -35,19 +35,69 @@ from torch.utils.checkpoint import checkpoint
 
 from .protocol import LatentPrior, Prior
 
-__all__ = ["TiledPrior", "native_tile", "tile_starts"]
+__all__ = ["UNTILED_UP_TO", "TiledPrior", "check_tile", "native_tile", "tile_starts", "tiled_for"]
+
+#: an image whose sides are at most this many times the network's training size runs whole
+UNTILED_UP_TO = 2
 
 
 def native_tile(prior: Prior) -> int | None:
     """The side a prior's network was trained at: ``sample_size`` of a diffusers UNet (the
-    smaller side when it is a pair), else the prior's own ``tile_size``; None when unknown."""
-    size = getattr(prior, "tile_size", None)
-    unet = getattr(prior, "unet", None)
-    if size is None and unet is not None:
-        size = getattr(getattr(unet, "config", None), "get", lambda *_: None)("sample_size")
-    if isinstance(size, (tuple, list)):
-        size = min(size)
-    return int(size) if size else None
+    smaller side when it is a pair), else the prior's own ``tile_size``; None when unknown.
+    Wrappers that keep the prior they wrap as ``.prior`` are looked through."""
+    for _ in range(8):  # wrappers of wrappers, never a cycle
+        size = getattr(prior, "tile_size", None)
+        unet = getattr(prior, "unet", None)
+        if size is None and unet is not None:
+            config = getattr(unet, "config", None)
+            size = config.get("sample_size") if hasattr(config, "get") else None
+        if size:
+            return int(min(size) if isinstance(size, (tuple, list)) else size)
+        prior = getattr(prior, "prior", None)
+        if prior is None:
+            return None
+    return None
+
+
+def check_tile(tile: int | None) -> None:
+    """Refuse a ``tile`` setting that is neither None, 0 nor a side of at least 2 pixels."""
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0
+                             or tile == 1):
+        raise ValueError(f"`tile`={tile!r} must be an integer >= 2 (pixels), 0 (never tile) or "
+                         "None (tiles of the network's training size for images over twice it)")
+
+
+def tiled_for(prior: Prior, height: int, width: int, tile: int | None = None) -> Prior:
+    """The prior a run on ``height × width`` images uses: ``prior`` itself, or a
+    :class:`TiledPrior` over it.
+
+    ``tile=None`` (the default rule): tiles of the network's training size :func:`native_tile`
+    once a side exceeds ``UNTILED_UP_TO`` (2) times that size, the whole image below (a
+    convolutional UNet runs on crops a little larger than it was trained on as it always did;
+    beyond, memory grows with the image and attention layers see far more tokens than in
+    training). ``tile=N`` tiles of N pixels whenever a side exceeds N; ``tile=0`` never tiles.
+    Latent priors, priors of unknown training size and an already tiled prior are returned as
+    they are.
+
+    >>> from nested_inverse.priors.tiled import tiled_for
+    >>> from nested_inverse.priors import load_prior
+    >>> prior = load_prior(None)  # the bundled 64-pixel prior
+    >>> tiled_for(prior, 128, 96) is prior, type(tiled_for(prior, 400, 600)).__name__
+    (True, 'TiledPrior')
+    >>> tiled_for(prior, 400, 600, tile=0) is prior, tiled_for(prior, 100, 100, tile=48).tile
+    (True, 48)
+    """
+    check_tile(tile)
+    if tile == 0 or isinstance(prior, (TiledPrior, LatentPrior)):
+        return prior
+    native = native_tile(prior)
+    if tile is None:
+        if native is None or max(height, width) <= UNTILED_UP_TO * native:
+            return prior
+        tile = native
+    if max(height, width) <= tile:
+        return prior
+    return TiledPrior(prior, tile=tile)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
