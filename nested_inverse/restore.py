@@ -29,6 +29,7 @@ from .anytime import run_to_end
 from .imageio import from_tensor, to_tensor
 from . import solvers
 from .priors import LatentPrior, Prior, load_prior
+from .priors.tiled import tiled_for
 from .problem import Problem
 from .sampling import DEFAULT_BUDGET, SamplerConfig, budget_for_deadline
 
@@ -96,6 +97,7 @@ def restore(
     outer_eta: float = 0.0,
     budget_nfe: int | None = None,
     deadline_s: float | None = None,
+    tile: int | None = None,
     progress: bool = True,
     **method_params: Any,
 ) -> Any:
@@ -136,6 +138,10 @@ def restore(
         budget_nfe: network evaluations per image (default 20; with only ``deadline_s``, what one
             timed evaluation says fits, see :func:`budget_for_deadline`).
         deadline_s: wall-clock seconds; see :meth:`NestedSampler.iterate`.
+        tile: large images run on overlapping tiles of a pixel prior
+            (:func:`~nested_inverse.priors.tiled_for`): None for tiles of the network's training
+            size once a side exceeds twice it (memory stays bounded at any size), N for N-pixel
+            tiles, 0 for the whole image in one pass.
         progress: show a tqdm bar over the network evaluations.
         method_params: passed to the solver (e.g. ``eta=0.85``); unknown names raise
             ``ValueError`` listing the accepted ones.
@@ -165,11 +171,12 @@ def restore(
     device = torch.device(getattr(prior, "device", y01.device))
     problem = Problem(y01.to(dtype=dtype, device=device), _operator(operator, image_shape), sigma_y)
     if budget_nfe is None and deadline_s is not None and not vanilla and outer_steps == "auto":
-        budget_nfe = budget_for_deadline(solvers.make(method, prior, problem, **method_params),
+        probe = tiled_for(prior, *problem.image_shape[-2:], tile)
+        budget_nfe = budget_for_deadline(solvers.make(method, probe, problem, **method_params),
                                          deadline_s)
     config = SamplerConfig(method=method, method_args=method_params, vanilla=vanilla,
                            steps=steps if steps is not None or not vanilla else budget_nfe,
-                           outer_eta=outer_eta, budget_nfe=budget_nfe, sigma_y=sigma_y,
+                           outer_eta=outer_eta, budget_nfe=budget_nfe, sigma_y=sigma_y, tile=tile,
                            **_split(outer_steps, inner_steps, budget_nfe, vanilla))
     run = config.run(prior, problem, generators(seed, problem.image_shape[0], device),
                      deadline_s=deadline_s)

@@ -38,6 +38,7 @@ FLAGS = {
     "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
     "steps": "--steps", "vanilla": "--vanilla", "budget_nfe": "--budget", "deadline_s": "--deadline", "seed": "--seed", "samples": "--samples",
     "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
+    "max_side": "--max-side", "tile": "--tile",
     "out": "--out", "root": "DATASET_DIR", "device": "--device", "torch_dtype": "--dtype",
     # generate
     "prompt": "--prompt", "class_label": "--class", "negative_prompt": "--negative-prompt",
@@ -93,6 +94,10 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
                         "--steps) evaluations")
     g.add_argument("--steps", type=int, default=None, metavar="N",
                    help="solver steps with --vanilla (default: the budget)")
+    g.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="run the prior on overlapping N×N tiles of large images (0: never; "
+                        "default: tiles of the network's training size once a side exceeds "
+                        "twice it)")
 
 
 def parse_split(text: str) -> tuple[int, int] | None:
@@ -163,7 +168,7 @@ def sampler_from_args(args: argparse.Namespace, default_method: str = "ddrm") ->
         method=args.method or default_method,
         method_args=parse_key_values(args.method_arg, "--method-arg"),
         outer=outer, inner=inner, vanilla=args.vanilla, steps=args.steps,
-        budget_nfe=args.budget, sigma_y=getattr(args, "sigma_y", 0.0),
+        budget_nfe=args.budget, sigma_y=getattr(args, "sigma_y", 0.0), tile=args.tile,
     )
 
 

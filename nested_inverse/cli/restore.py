@@ -18,6 +18,7 @@ from .. import __version__, solvers
 from ..anytime import run_to_end
 from ..dataset import (Outputs, check_result, check_writable, launcher_processes, operator_images,
                        prepare_clean, remove_empty)
+from ..dataset.files import downscale
 from ..errors import UsageError
 from ..imageio import center_crop, load_image
 from ..metrics import image_quality
@@ -63,6 +64,10 @@ def add_parser(subparsers: Any) -> None:
                         "PSNR/SSIM against it")
     p.add_argument("--center-crop", type=int, default=None, metavar="N",
                    help="centre-crop each input to N×N pixels first")
+    p.add_argument("--max-side", type=int, default=None, metavar="N",
+                   help="downscale so the restored image's longer side is at most N pixels (after "
+                        "--center-crop; without --degrade the observation is shrunk to match); "
+                        "default: the whole image at its own size")
     add_sampler_args(p)
     p.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
                    help="wall-clock seconds per image: the run stops with its latest result; with "
@@ -102,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     setup_logging()
     if args.center_crop is not None and args.center_crop < 1:
         raise UsageError(f"`--center-crop`={args.center_crop} must be a positive number of pixels")
+    if args.max_side is not None and args.max_side < 1:
+        raise UsageError(f"`--max-side`={args.max_side} must be a positive number of pixels")
     mask = load_mask(args.mask) if args.mask else None
     task = task_from_args(args, mask)
     sampler = sampler_from_args(args)  # checked now; re-made below for a latent prior's default
@@ -170,6 +177,14 @@ def _load(path: Path, mode: str) -> Tensor:
         raise UsageError(f"`IMAGE`={str(path)!r} is not a readable image (PNG, JPEG, TIFF, …)") from err
 
 
+def _shrink_mask(task: Task, size: tuple[int, int]) -> Task:
+    """The task with its mask resized (nearest) to an image shrunk by ``--max-side``."""
+    if task.mask is None or tuple(task.mask.shape) == size:
+        return task
+    mask = torch.nn.functional.interpolate(task.mask[None, None].float(), size=size, mode="nearest")
+    return dataclasses.replace(task, mask=mask[0, 0].to(torch.bool).contiguous())
+
+
 def _fit_mask(task: Task, size: tuple[int, int], path: Path, crop: int | None) -> Task:
     """The task with its mask cropped like the image; the mask must have the image's size."""
     if task.mask is None:
@@ -192,7 +207,8 @@ def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
     if args.degrade:
         x01 = _load(path, "RGB")
         task = _fit_mask(task, tuple(x01.shape[-2:]), path, args.center_crop)
-        x01 = prepare_clean(x01, factor, args.center_crop, f"`IMAGE`={str(path)!r}")
+        x01 = prepare_clean(x01, factor, args.center_crop, f"`IMAGE`={str(path)!r}", args.max_side)
+        task = _shrink_mask(task, tuple(x01.shape[-2:]))
         op = _make(task, x01.shape[1:], path, image_generator(args.seed, rel, "operator"))
         problem = Problem.degrade(x01, op, args.sigma_y,
                                   generator=[image_generator(args.seed, rel, "noise")])
@@ -209,6 +225,9 @@ def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
             raise UsageError(f"`IMAGE`={str(path)!r} is {w}×{h} pixels, smaller than "
                              f"`--center-crop` {args.center_crop}")
         y01 = center_crop(y01, args.center_crop).contiguous()
+    if args.max_side is not None:  # the restoration (factor × y) within max_side
+        y01 = downscale(y01, max(1, args.max_side // factor))
+        task = _shrink_mask(task, tuple(y01.shape[-2:]))
     shape = (in_channels, y01.shape[-2] * factor, y01.shape[-1] * factor)
     op = _make(task, shape, path, None)
     expected = tuple(op.output_shape(shape))
@@ -289,7 +308,7 @@ def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
             "guidance_scale": args.guidance_scale} if latent else {}),
         "device": str(device),
         "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds, "degrade": args.degrade,
-        "center_crop": args.center_crop, "image_shape": list(x01.shape[1:]),
+        "center_crop": args.center_crop, "max_side": args.max_side, "image_shape": list(x01.shape[1:]),
         "observation_shape": list(item.problem.y01.shape[1:]), "nfe": int(shown[-1][0]),
         "wall_time_s": round(seconds, 3),
         "intermediates": [{"nfe": int(n)} for n, _ in shown],

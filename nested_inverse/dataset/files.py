@@ -19,8 +19,8 @@ from ..errors import UsageError
 from ..imageio import atomic_write, center_crop, crop_to_multiple, load_image, save_image
 
 __all__ = ["IMAGE_SUFFIXES", "Outputs", "check_writable", "discover_images", "kernel_png",
-           "load_clean", "npy_bytes", "operator_images", "output_names", "prepare_clean",
-           "remove_empty"]
+           "downscale", "load_clean", "npy_bytes", "operator_images", "output_names",
+           "prepare_clean", "remove_empty"]
 
 #: File suffixes taken as images when scanning a dataset folder (other files are ignored).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
@@ -54,14 +54,37 @@ def output_names(rels: Sequence[str]) -> dict[str, str]:
     return {rel: rel if stem in taken else stem for rel, stem in zip(rels, stems)}
 
 
-def prepare_clean(x: Tensor, factor: int, crop: int | None = None, name: str = "image") -> Tensor:
-    """The mixed-size policy: centre-crop ``x: [1, C, H, W]`` to ``crop × crop`` when given, then to a
-    multiple of the task's ``factor``. Raises :class:`UsageError` naming ``name`` when too small."""
+def downscaled_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """``(h, w)`` with the longer side at most ``max_side``, the aspect ratio kept (rounded)."""
+    if max_side is None or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def downscale(x: Tensor, max_side: int | None) -> Tensor:
+    """``x: [..., H, W]`` shrunk so its longer side is at most ``max_side`` (None: unchanged),
+    each output pixel the mean of the pixels it covers (``area``: no aliasing)."""
+    H, W = x.shape[-2:]
+    size = downscaled_size(H, W, max_side)
+    if size == (H, W):
+        return x
+    lead = x.shape[:-2]
+    out = torch.nn.functional.interpolate(x.reshape(-1, 1, H, W), size=size, mode="area")
+    return out.reshape(*lead, *size).contiguous()
+
+
+def prepare_clean(x: Tensor, factor: int, crop: int | None = None, name: str = "image",
+                  max_side: int | None = None) -> Tensor:
+    """The mixed-size policy: centre-crop ``x: [1, C, H, W]`` to ``crop × crop`` when given,
+    downscale it to ``max_side`` when given (:func:`downscale`), then crop to a multiple of the
+    task's ``factor``. Raises :class:`UsageError` naming ``name`` when too small."""
     H, W = x.shape[-2:]
     if crop is not None:
         if crop > H or crop > W:
             raise UsageError(f"{name}: image is {W}×{H} pixels, smaller than `center_crop` {crop}")
         x = center_crop(x, crop)
+    x = downscale(x, max_side)
     factor = max(int(factor), 1)
     if x.shape[-1] < factor or x.shape[-2] < factor:
         raise UsageError(f"{name}: image is {x.shape[-1]}×{x.shape[-2]} pixels, smaller than the task "
