@@ -29,6 +29,7 @@ from .anytime import run_to_end
 from .imageio import from_tensor, to_tensor
 from . import solvers
 from .priors import LatentPrior, Prior, load_prior
+from .memory import plan_memory
 from .priors.tiled import tiled_for
 from .problem import Problem
 from .sampling import DEFAULT_BUDGET, SamplerConfig, budget_for_deadline
@@ -167,6 +168,10 @@ def restore(
     latent = isinstance(prior, LatentPrior)
     method = solvers.default_method(prior) if method is None else method
     y01 = to_tensor(y)
+    if isinstance(operator, str) and image_shape is not None and len(image_shape) == 3:
+        # before the operator is built: a photo too large is refused in seconds
+        plan_memory(image_shape=tuple(image_shape), batch=y01.shape[0] if y01.dim() == 4 else 1,
+                    method=method, device=getattr(prior, "device", y01.device))
     dtype = getattr(prior, "dtype", y01.dtype)
     device = torch.device(getattr(prior, "device", y01.device))
     problem = Problem(y01.to(dtype=dtype, device=device), _operator(operator, image_shape), sigma_y)

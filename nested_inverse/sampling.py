@@ -22,7 +22,8 @@ from .errors import UsageError
 from .nested import NestedSampler
 from .planning import DEADLINE_MARGIN, auto_split, nested_defaults
 from .priors import LatentPrior, Prior
-from .priors.tiled import check_tile, tiled_for
+from .memory import plan_memory
+from .priors.tiled import TiledPrior, check_tile, tiled_for
 from .problem import Problem
 from .solvers.base import Solver, unit_interval
 
@@ -138,8 +139,12 @@ class SamplerConfig:
             raise UsageError(f"the default policy of this configuration was planned for `sigma_y`="
                              f"{self.sigma_y}, but the problem has sigma_y={problem.sigma_y}; "
                              "build it with SamplerConfig(sigma_y=...) of the problem")
-        height, width = problem.image_shape[-2:]
+        batch, channels, height, width = problem.image_shape
         prior = tiled_for(prior, height, width, self.tile)
+        plan = plan_memory(image_shape=(channels, height, width), batch=batch, method=self.method,
+                           prior=prior, device=problem.y.device)
+        if isinstance(prior, TiledPrior):
+            prior.tile_batch = plan.tile_batch
         return solvers.make(self.method, prior, problem, **self.method_args)
 
     def sampler(self, solver: Solver) -> NestedSampler | VanillaSampler:

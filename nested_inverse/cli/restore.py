@@ -20,6 +20,7 @@ from ..dataset import (Outputs, check_result, check_writable, launcher_processes
                        prepare_clean, remove_empty)
 from ..dataset.files import downscale
 from ..errors import UsageError
+from ..memory import plan_memory
 from ..imageio import center_crop, load_image
 from ..metrics import image_quality
 from ..problem import Problem
@@ -177,6 +178,14 @@ def _load(path: Path, mode: str) -> Tensor:
         raise UsageError(f"`IMAGE`={str(path)!r} is not a readable image (PNG, JPEG, TIFF, …)") from err
 
 
+def _check_memory(shape: tuple[int, int, int], args: argparse.Namespace) -> None:
+    """Refuse an image whose tensors alone would not fit, before its operator is built (the
+    whole plan, network included, is made again when the prior is there)."""
+    device = pick_device(args.device)
+    if device.type == "cpu":
+        plan_memory(image_shape=shape, batch=1, method=args.method or "ddrm", device=device)
+
+
 def _shrink_mask(task: Task, size: tuple[int, int]) -> Task:
     """The task with its mask resized (nearest) to an image shrunk by ``--max-side``."""
     if task.mask is None or tuple(task.mask.shape) == size:
@@ -209,6 +218,7 @@ def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
         task = _fit_mask(task, tuple(x01.shape[-2:]), path, args.center_crop)
         x01 = prepare_clean(x01, factor, args.center_crop, f"`IMAGE`={str(path)!r}", args.max_side)
         task = _shrink_mask(task, tuple(x01.shape[-2:]))
+        _check_memory(tuple(x01.shape[1:]), args)
         op = _make(task, x01.shape[1:], path, image_generator(args.seed, rel, "operator"))
         problem = Problem.degrade(x01, op, args.sigma_y,
                                   generator=[image_generator(args.seed, rel, "noise")])
@@ -229,6 +239,7 @@ def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
         y01 = downscale(y01, max(1, args.max_side // factor))
         task = _shrink_mask(task, tuple(y01.shape[-2:]))
     shape = (in_channels, y01.shape[-2] * factor, y01.shape[-1] * factor)
+    _check_memory(shape, args)
     op = _make(task, shape, path, None)
     expected = tuple(op.output_shape(shape))
     if expected != tuple(y01.shape[1:]):
