@@ -135,11 +135,14 @@ def test_default_prior_is_the_bundled_one():
     assert torch.equal(prior.alphas_cumprod, DiffusionPrior.default().alphas_cumprod)
 
 
-def test_half_precision_on_the_cpu_is_warned_from_python_too(caplog):
+def test_half_precision_on_the_cpu_is_warned_from_python_too(caplog, monkeypatch):
     """The warning lives in load_prior, so Python, the command line and the page all give it."""
     import logging
 
     from nested_inverse.priors import load_prior
+
+    # a command-line test in the same worker may have set up its own handler without propagation
+    monkeypatch.setattr(logging.getLogger("nested_inverse"), "propagate", True)
 
     with caplog.at_level(logging.WARNING, logger="nested_inverse"):
         load_prior(None, torch_dtype=torch.bfloat16, device="cpu")
