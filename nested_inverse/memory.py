@@ -34,6 +34,8 @@ from typing import Any
 import torch
 
 from .errors import UsageError
+from .priors import LatentPrior, TiledPrior
+from .priors.protocol import wrapped_priors
 
 __all__ = ["COPIES", "GRADIENT_METHODS", "SAFETY", "InsufficientMemory", "MemoryPlan", "free_memory",
            "network_bytes", "plan_memory"]
@@ -118,17 +120,13 @@ def free_memory(device: torch.device | str = "cpu") -> tuple[int | None, str]:
 
 def _per_pixel(prior: Any, grad: bool) -> float:
     """Bytes per pixel of one network call (module docstring); looks through wrappers' ``.prior``."""
-    for _ in range(8):
-        unet = getattr(prior, "unet", None)
-        config = getattr(unet, "config", None)
+    for p in wrapped_priors(prior):
+        config = getattr(getattr(p, "unet", None), "config", None)
         if config is not None and "block_out_channels" in config:
             layers = int(config.get("layers_per_block", 2) or 2)
             total = sum(c * (layers + 1) / 4 ** level
                         for level, c in enumerate(config["block_out_channels"]))
             return (_K_GRAD if grad else _K_NO_GRAD) * total
-        prior = getattr(prior, "prior", None)
-        if prior is None:
-            break
     return 4 * 3 * 4.0  # a generic prior: four float32 copies of a 3-channel input
 
 
@@ -162,8 +160,6 @@ def plan_memory(*, image_shape: tuple[int, int, int], batch: int, method: str, p
     ...
     nested_inverse.memory.InsufficientMemory: not enough memory to restore a 12000×12000 image (144.0 megapixels): estimated peak 25.75 GiB ...
     """
-    from .priors import LatentPrior, TiledPrior
-
     C, H, W = (int(s) for s in image_shape)
     tile = prior.tile if isinstance(prior, TiledPrior) else None
     if isinstance(prior, LatentPrior):
@@ -176,8 +172,8 @@ def plan_memory(*, image_shape: tuple[int, int, int], batch: int, method: str, p
     def plan(tile_batch: int | None) -> MemoryPlan:
         parts = {"images": images}
         if prior is not None:
-            pixels = batch * H * W if tile_batch is None else tile_batch * tile * tile
-            parts["network"] = int(_per_pixel(prior, grad) * pixels)
+            parts["network"] = (network_bytes(prior, batch, H, W, grad=grad) if tile_batch is None
+                                else network_bytes(prior, tile_batch, tile, tile, grad=grad))
         return MemoryPlan(sum(parts.values()), free_bytes, limit, tile_batch, parts)
 
     if tile is None or prior is None:
@@ -185,7 +181,6 @@ def plan_memory(*, image_shape: tuple[int, int, int], batch: int, method: str, p
     else:
         tiles = batch * prior.num_tiles(H, W)
         top = max(1, min(max_tile_batch, tiles))
-        result = plan(1)
         if usable is not None:
             # the largest batch of tiles that fits, by halving from the top
             tb = top

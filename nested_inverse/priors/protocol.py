@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["CountingPrior", "LatentPrior", "Prior"]
+__all__ = ["CountingPrior", "LatentPrior", "Prior", "wrapped_priors"]
 
 
 @runtime_checkable
@@ -82,3 +83,13 @@ class CountingPrior:
         self.nfe += 1
         self.images += x_t.shape[0]
         return self.prior.predict(x_t, t)
+
+
+def wrapped_priors(prior: Any, depth: int = 8) -> Iterator[Any]:
+    """``prior``, then the prior it wraps (a wrapper keeps it as ``.prior``: :class:`CountingPrior`,
+    a tiled or interruptible prior), and so on, at most ``depth`` deep (never a cycle)."""
+    for _ in range(depth):
+        if prior is None:
+            return
+        yield prior
+        prior = getattr(prior, "prior", None)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .protocol import LatentPrior, Prior
+from .protocol import LatentPrior, Prior, wrapped_priors
 
 __all__ = ["UNTILED_UP_TO", "TiledPrior", "check_tile", "native_tile", "tile_starts", "tiled_for"]
 
@@ -45,17 +45,13 @@ def native_tile(prior: Prior) -> int | None:
     """The side a prior's network was trained at: ``sample_size`` of a diffusers UNet (the
     smaller side when it is a pair), else the prior's own ``tile_size``; None when unknown.
     Wrappers that keep the prior they wrap as ``.prior`` are looked through."""
-    for _ in range(8):  # wrappers of wrappers, never a cycle
-        size = getattr(prior, "tile_size", None)
-        unet = getattr(prior, "unet", None)
-        if size is None and unet is not None:
-            config = getattr(unet, "config", None)
-            size = config.get("sample_size") if hasattr(config, "get") else None
+    for p in wrapped_priors(prior):
+        size = getattr(p, "tile_size", None)
+        config = getattr(getattr(p, "unet", None), "config", None)
+        if size is None and hasattr(config, "get"):
+            size = config.get("sample_size")
         if size:
             return int(min(size) if isinstance(size, (tuple, list)) else size)
-        prior = getattr(prior, "prior", None)
-        if prior is None:
-            return None
     return None
 
 
