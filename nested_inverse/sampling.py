@@ -59,6 +59,7 @@ class SamplerConfig:
             N-pixel tiles, 0 for the whole image always.
         auto: whether ``outer``/``inner`` (and defaults in ``method_args``) came from the policy
             (set by the config itself).
+        budget_default: whether ``budget_nfe`` was left unset (a deadline may then choose it).
 
     Example:
         >>> SamplerConfig(method="ddnm", outer=2, inner=3).budget
@@ -83,6 +84,7 @@ class SamplerConfig:
     sigma_y: float = 0.0
     tile: int | None = None
     auto: bool = field(default=False, init=False)
+    budget_default: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.sigma_y, (int, float)) and math.isfinite(self.sigma_y)
@@ -91,6 +93,7 @@ class SamplerConfig:
         self.sigma_y = float(self.sigma_y)
         if self.budget_nfe is not None:
             self._check_count("budget_nfe", self.budget_nfe)
+        self.budget_default = self.budget_nfe is None
         if self.vanilla:
             if self.steps is None:
                 self.steps = DEFAULT_BUDGET if self.budget_nfe is None else self.budget_nfe

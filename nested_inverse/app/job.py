@@ -27,7 +27,9 @@ from ..sampling import SamplerConfig
 from ..generate import DEFAULT_GUIDANCE
 from ..solvers import DDIM
 from ..solvers.latent import is_latent_prior
-from ..tasks import Task, image_generator, image_seed, resolve_task
+from ..seeds import ImageSeeds
+from ..service import prepare_image
+from ..tasks import Task, resolve_task
 from .inputs import Source
 
 __all__ = ["GENERATE", "INPAINT_MASK", "Job", "Settings", "prepare"]
@@ -148,7 +150,7 @@ class Job:
         problem: the observation and operator, on the prior's device (None for generation).
         clean: the clean image ``[1, 3, H, W]`` in [0, 1] when the page degraded it (for PSNR).
         image_shape: ``(1, 3, H, W)`` of the result.
-        seeds: the per-image seeds (``operator``, ``noise``, ``sample``), as in the CLI's record.
+        seeds: the image's seeds (:mod:`nested_inverse.seeds`: ``seed`` is image 0's).
         device: where the prior runs (and the problem lives).
         prior: with a latent pipeline, the prior bound to the settings' prompt or class
             (a :class:`~nested_inverse.priors.conditional.GuidedLatentPrior`) that the run
@@ -163,7 +165,7 @@ class Job:
     problem: Problem | None
     clean: Tensor | None
     image_shape: tuple[int, ...]
-    seeds: dict[str, int]
+    seeds: ImageSeeds
     device: torch.device = torch.device("cpu")
     prior: Any = None
     condition: dict[str, Any] | None = None
@@ -176,7 +178,7 @@ class Job:
     def generator(self, index: int = 0) -> list[torch.Generator]:
         """The sampling generators of sample ``index`` (0: the run; 1, 2 …: extra samples for the
         uncertainty map), one per image as the command line makes them."""
-        return [image_generator(self.settings.seed, self.source.name, "sample", index)]
+        return [self.seeds.generator("sample", index)]
 
     def sampler(self, prior: Prior, vanilla: bool = False) -> NestedSampler | VanillaSampler:
         """The nested sampler of the run (or the vanilla one beside it) around ``prior``."""
@@ -281,10 +283,10 @@ def _check_latent_size(prior: Any, shape: tuple[int, ...], s: Settings) -> None:
 
 
 def _prepare(s: Settings, source: Source | None, device: torch.device) -> Job:
+    seeds = ImageSeeds(s.seed)  # the page restores one image: index 0 of the seeding rule
     if s.task == GENERATE:
         size = s.center_crop or 64
         name = source.name if source is not None else "generated.png"
-        seeds = {"sample": image_seed(s.seed, name, "sample", 0)}
         return Job(s, source or Source(name, torch.zeros(1, 3, size, size)), None, None, None,
                    (1, 3, size, size), seeds, device)
     if source is None:
@@ -293,52 +295,11 @@ def _prepare(s: Settings, source: Source | None, device: torch.device) -> Job:
         raise UsageError("`task`='inpaint-mask' needs a mask: paint the region to fill on the image "
                          "or upload a mask file (white = observed)")
     task = resolve_task(None, mask=source.mask) if s.task == INPAINT_MASK else resolve_task(s.task)
-    factor, in_channels, obs_channels = task.geometry()
-    rel = source.name
-    seeds = {"operator": image_seed(s.seed, rel, "operator"),
-             "noise": image_seed(s.seed, rel, "noise"),
-             "sample": image_seed(s.seed, rel, "sample", 0)}
-    task = _cropped_mask(task, s.center_crop)
-    if not s.degraded:
-        x01 = prepare_clean(source.image, factor, s.center_crop, f"`image` {rel!r}")
-        op = _make(task, x01.shape[1:], image_generator(s.seed, rel, "operator"))
-        problem = Problem.degrade(x01, op, s.sigma_y,
-                                  generator=[image_generator(s.seed, rel, "noise")])
-        return Job(s, source, task, problem.to(device), x01, tuple(x01.shape), seeds, device)
-    if factor == 0:
+    if s.degraded and task.geometry()[0] == 0:
         raise UsageError(f"`task`={task.name!r}: the restored image's size cannot be inferred from an "
                          "observation; untick 'already degraded' and give the clean image")
-    y01 = source.image if obs_channels == 3 else _luma(source.image)
-    y01 = prepare_clean(y01, 1, s.center_crop, f"`image` {rel!r}")  # the crop alone
-    shape = (in_channels, y01.shape[-2] * factor, y01.shape[-1] * factor)
-    op = _make(task, shape, None)
-    expected = tuple(op.output_shape(shape))
-    if expected != tuple(y01.shape[1:]):
-        raise UsageError(f"`image` {rel!r} of shape {tuple(y01.shape[1:])} is not an observation of "
-                         f"`task`={task.name!r} (that gives {expected} for {shape} images)")
-    problem = Problem(y01, op, s.sigma_y)
-    return Job(s, source, task, problem.to(device), None, (1, *shape), seeds, device)
-
-
-def _luma(x: Tensor) -> Tensor:
-    """ITU-R 601 luma ``[B, 1, H, W]`` of ``x: [B, 3, H, W]``, as ``load_image(mode="L")`` reads a
-    file for the command line's grey observations."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
-
-
-def _cropped_mask(task: Task, crop: int | None) -> Task:
-    if task.mask is None or crop is None:
-        return task
-    H, W = task.mask.shape
-    if crop > min(H, W):
-        raise UsageError(f"`mask` is {W}×{H} pixels, smaller than `center_crop` {crop}")
-    return dataclasses.replace(task, mask=center_crop(task.mask, crop).contiguous())
-
-
-def _make(task: Task, shape: Any, generator: Any) -> Any:
-    try:
-        return task.make(tuple(int(v) for v in shape), generator=generator)
-    except (ValueError, RuntimeError) as err:
-        raise UsageError(f"`task`={task.name!r} cannot apply to a {shape[2]}×{shape[1]} image: "
-                         f"{' '.join(str(err).split())}") from err
+    prepared = prepare_image(source.image, task, seeds, sigma_y=s.sigma_y, degrade=not s.degraded,
+                             center_crop=s.center_crop, what=f"`image` {source.name!r}")
+    problem = prepared.problem
+    return Job(s, source, prepared.task, problem.to(device), prepared.clean,
+               (1, *problem.image_shape[1:]), seeds, device)

@@ -4,7 +4,6 @@ JSON sidecar."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -18,15 +17,17 @@ from .. import __version__, solvers
 from ..anytime import run_to_end
 from ..dataset import (Outputs, check_result, check_writable, launcher_processes, operator_images,
                        prepare_clean, remove_empty)
-from ..dataset.files import downscale
 from ..errors import UsageError
 from ..memory import plan_memory
-from ..imageio import center_crop, load_image
+from ..imageio import load_image
 from ..metrics import image_quality
 from ..problem import Problem
-from ..sampling import SamplerConfig, budget_for_deadline
+from ..sampling import SamplerConfig
+from ..seeds import ImageSeeds
+from ..service import prepare_image
+from .. import service
 from ..solvers.latent import is_latent_prior
-from ..tasks import Task, image_generator, image_seed
+from ..tasks import Task
 from .anim import frames, gif_bytes, pick, strip_bytes
 from .common import (add_prior_args, add_sampler_args, add_task_args, load_mask, load_prior_cached,
                      pick_device, sampler_from_args, setup_logging, task_from_args)
@@ -86,7 +87,8 @@ def add_parser(subparsers: Any) -> None:
                    help="classifier-free guidance scale with --prompt (default: 1, the "
                         "conditional model alone, one pass per evaluation)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the per-image random generators (default: 0)")
+                   help="seed: IMAGE number i (0, 1, … in the order given) is restored with seed "
+                        "SEED + i, as restore() seeds image i of a batch (default: 0)")
     p.add_argument("--save-intermediates", action="store_true",
                    help="also write every intermediate restoration as NAME_steps/nfeNNNN.png")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -101,7 +103,7 @@ class _Item:
     name: str
     problem: Problem  # y in both ranges ([0, 1] as written to NAME_y.png), the operator, sigma_y
     clean01: Tensor | None  # with --degrade
-    seeds: dict[str, int]
+    seeds: ImageSeeds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,10 +119,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"`--deadline`={args.deadline} must be > 0 seconds")
     if not args.sigma_y >= 0:
         raise UsageError(f"`--sigma-y`={args.sigma_y} must be >= 0 (on the [0, 1] scale; 0.05 = 5 %)")
-    geometry = task.geometry()
     # Everything the user gave is checked before anything is written.
-    items = [_prepare(Path(p), name, args, task, geometry)
-             for p, name in zip(args.images, _names(args.images))]
+    items = [_prepare(Path(p), name, i, args, task)
+             for i, (p, name) in enumerate(zip(args.images, _names(args.images)))]
     # Under a launcher (accelerate launch) each process takes every world-th image.
     processes = launcher_processes()
     device = pick_device(args.device, processes.device)
@@ -169,11 +170,11 @@ def _names(paths: list[str]) -> list[str]:
     return names
 
 
-def _load(path: Path, mode: str) -> Tensor:
+def _load(path: Path) -> Tensor:
     if not path.is_file():
         raise UsageError(f"`IMAGE`={str(path)!r}: no such file")
     try:
-        return load_image(path, mode=mode)
+        return load_image(path, mode="RGB")
     except ValueError as err:
         raise UsageError(f"`IMAGE`={str(path)!r} is not a readable image (PNG, JPEG, TIFF, …)") from err
 
@@ -186,74 +187,19 @@ def _check_memory(shape: tuple[int, int, int], args: argparse.Namespace) -> None
         plan_memory(image_shape=shape, batch=1, method=args.method or "ddrm", device=device)
 
 
-def _shrink_mask(task: Task, size: tuple[int, int]) -> Task:
-    """The task with its mask resized (nearest) to an image shrunk by ``--max-side``."""
-    if task.mask is None or tuple(task.mask.shape) == size:
-        return task
-    mask = torch.nn.functional.interpolate(task.mask[None, None].float(), size=size, mode="nearest")
-    return dataclasses.replace(task, mask=mask[0, 0].to(torch.bool).contiguous())
+#: The settings as this command's flags, for messages.
+_FLAGS = {"center_crop": "--center-crop", "max_side": "--max-side", "task": "--task",
+          "mask": "--mask"}
 
 
-def _fit_mask(task: Task, size: tuple[int, int], path: Path, crop: int | None) -> Task:
-    """The task with its mask cropped like the image; the mask must have the image's size."""
-    if task.mask is None:
-        return task
-    H, W = size
-    if tuple(task.mask.shape) != (H, W):
-        raise UsageError(f"`--mask` is {task.mask.shape[1]}×{task.mask.shape[0]} pixels but "
-                         f"`IMAGE`={str(path)!r} is {W}×{H}; give a mask of the image's size")
-    m = task.mask if crop is None else center_crop(task.mask, crop)
-    return dataclasses.replace(task, mask=m.contiguous())
-
-
-def _prepare(path: Path, name: str, args: argparse.Namespace, task: Task,
-             geometry: tuple[int, int, int]) -> _Item:
-    factor, in_channels, obs_channels = geometry
-    rel = path.name  # seeds follow the file name, as for a `run` over a flat folder
-    seeds = {"operator": image_seed(args.seed, rel, "operator"),
-             "noise": image_seed(args.seed, rel, "noise"),
-             "sample": image_seed(args.seed, rel, "sample", 0)}
-    if args.degrade:
-        x01 = _load(path, "RGB")
-        task = _fit_mask(task, tuple(x01.shape[-2:]), path, args.center_crop)
-        x01 = prepare_clean(x01, factor, args.center_crop, f"`IMAGE`={str(path)!r}", args.max_side)
-        task = _shrink_mask(task, tuple(x01.shape[-2:]))
-        _check_memory(tuple(x01.shape[1:]), args)
-        op = _make(task, x01.shape[1:], path, image_generator(args.seed, rel, "operator"))
-        problem = Problem.degrade(x01, op, args.sigma_y,
-                                  generator=[image_generator(args.seed, rel, "noise")])
-        return _Item(path, name, problem, x01, seeds)
-
-    if factor == 0:
-        raise UsageError(f"`--task`={task.name!r}: the restored image's size cannot be inferred from "
-                         "an observation for this operator; use --degrade with a clean image")
-    y01 = _load(path, "L" if obs_channels == 1 else "RGB")
-    task = _fit_mask(task, tuple(y01.shape[-2:]), path, args.center_crop)
-    if args.center_crop is not None:
-        h, w = y01.shape[-2:]
-        if args.center_crop > min(h, w):
-            raise UsageError(f"`IMAGE`={str(path)!r} is {w}×{h} pixels, smaller than "
-                             f"`--center-crop` {args.center_crop}")
-        y01 = center_crop(y01, args.center_crop).contiguous()
-    if args.max_side is not None:  # the restoration (factor × y) within max_side
-        y01 = downscale(y01, max(1, args.max_side // factor))
-        task = _shrink_mask(task, tuple(y01.shape[-2:]))
-    shape = (in_channels, y01.shape[-2] * factor, y01.shape[-1] * factor)
-    _check_memory(shape, args)
-    op = _make(task, shape, path, None)
-    expected = tuple(op.output_shape(shape))
-    if expected != tuple(y01.shape[1:]):
-        raise UsageError(f"`IMAGE`={str(path)!r} of shape {tuple(y01.shape[1:])} is not an observation "
-                         f"of `--task`={task.name!r} (that gives {expected} for {shape} images)")
-    return _Item(path, name, Problem(y01, op, args.sigma_y), None, seeds)
-
-
-def _make(task: Task, shape: Any, path: Path, generator: Any) -> Any:
-    try:
-        return task.make(tuple(shape), generator=generator)
-    except (ValueError, RuntimeError) as err:
-        raise UsageError(f"`IMAGE`={str(path)!r}: `--task`={task.name!r} cannot apply to a "
-                         f"{shape[2]}×{shape[1]} image: {' '.join(str(err).split())}") from err
+def _prepare(path: Path, name: str, index: int, args: argparse.Namespace, task: Task) -> _Item:
+    """IMAGE number ``index`` of the command, checked and ready (seeds: ``--seed`` + index)."""
+    prepared = prepare_image(_load(path), task, ImageSeeds(args.seed + index),
+                             sigma_y=args.sigma_y, degrade=args.degrade,
+                             center_crop=args.center_crop, max_side=args.max_side,
+                             what=f"`IMAGE`={str(path)!r}", names=_FLAGS,
+                             before_operator=lambda shape: _check_memory(shape, args))
+    return _Item(path, name, prepared.problem, prepared.clean, prepared.seeds)
 
 
 def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: SamplerConfig, prior: Any,
@@ -263,20 +209,13 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
     out = Path(args.out)
     problem = item.problem.to(device)
     start = time.perf_counter()
-    if args.deadline is not None and sampler.auto and args.budget is None:
-        sampler = sampler.with_budget(budget_for_deadline(sampler.solver(prior, problem),
-                                                               args.deadline))
-    run = sampler.run(prior, problem, [image_generator(args.seed, item.path.name, "sample", 0)],
-                      deadline_s=args.deadline)
+    sampler, run = service.start(sampler, prior, problem, [item.seeds], args.deadline)
     with tqdm(total=sampler.budget, desc=item.name, unit="NFE", disable=args.no_progress,
               leave=False) as bar:
         results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
     seconds = time.perf_counter() - start
     check_result(results[-1].image, str(item.path))
-    decode = getattr(prior, "decode", None) if is_latent_prior(prior) else None
-    with torch.no_grad():  # a latent run's results are latents: show the images they decode to
-        shown = [(r.nfe, problem.from_model(r.image if decode is None else decode(r.image)).cpu())
-                 for r in results]
+    shown = [(r.nfe, service.display(prior, r.image)) for r in results]
     x01 = shown[-1][1]
 
     files = Outputs()
@@ -298,7 +237,7 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
                 files.image(img[0], out / f"{item.name}_steps" / f"nfe{n:04d}.png")
             written["steps_dir"] = out / f"{item.name}_steps"
         sidecar = _sidecar(item, args, task, sampler, device, shown, seconds, x01,
-                           latent=decode is not None)
+                           latent=is_latent_prior(prior))
         sidecar["outputs"] = {k: Path(v).name for k, v in written.items()}
         files.json(sidecar, out / f"{item.name}.json")
     except BaseException:
@@ -318,7 +257,7 @@ def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
         **({"prompt": args.prompt, "negative_prompt": args.negative_prompt,
             "guidance_scale": args.guidance_scale} if latent else {}),
         "device": str(device),
-        "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds, "degrade": args.degrade,
+        "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds.describe(), "degrade": args.degrade,
         "center_crop": args.center_crop, "max_side": args.max_side, "image_shape": list(x01.shape[1:]),
         "observation_shape": list(item.problem.y01.shape[1:]), "nfe": int(shown[-1][0]),
         "wall_time_s": round(seconds, 3),
