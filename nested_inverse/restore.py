@@ -28,11 +28,12 @@ from operators import LinearOperator
 from .anytime import run_to_end
 from .imageio import from_tensor, to_tensor
 from . import solvers
-from .priors import LatentPrior, Prior, load_prior
+from .priors import Prior, load_prior
 from .memory import plan_memory
-from .priors.tiled import tiled_for
 from .problem import Problem
-from .sampling import DEFAULT_BUDGET, SamplerConfig, budget_for_deadline
+from .sampling import DEFAULT_BUDGET, SamplerConfig
+from .seeds import check_seed, image_seeds
+from . import service
 
 __all__ = ["restore"]
 
@@ -68,17 +69,11 @@ def _split(outer_steps: int | str, inner_steps: int | None, budget_nfe: int | No
 
 def _check_seed(seed: Any) -> None:
     # int(1.5) would silently drop the fraction; the shell refuses it too (--seed takes an int).
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"`seed`={seed!r} must be an integer >= 0 (or None for fresh randomness)")
-
-
-def generators(seed: int | None, batch: int, device: torch.device) -> list[torch.Generator] | None:
-    """One generator per image (seed + i), so an image's result does not depend on its batch."""
-    if seed is None:
-        return None
-    _check_seed(seed)
-    gen_device = device if device.type == "cuda" else torch.device("cpu")
-    return [torch.Generator(gen_device).manual_seed(int(seed) + i) for i in range(batch)]
+    if seed is not None:
+        try:
+            check_seed(seed)
+        except ValueError as err:
+            raise ValueError(f"{err} (or None for fresh randomness)") from None
 
 
 def restore(
@@ -129,8 +124,9 @@ def restore(
             ``decode(encode(A†y))``) is decoded before it is returned. There is no prompt
             argument: a conditional latent prior binds its prompt (or class) when it is built,
             so steering by text comes through the prior object passed here.
-        seed: one generator per image (``seed + i``) for reproducible results; None for fresh
-            randomness.
+        seed: image ``i`` of the batch is seeded with ``seed + i`` (:mod:`nested_inverse.seeds`:
+            the same rule as ``nested-inverse restore`` and the page, so the same image, settings
+            and seed give the same result through each); None for fresh randomness.
         return_intermediates: also return the results after each outer step.
         image_shape: ``(C, H, W)`` of the restoration, needed with a registry name.
         vanilla: run the solver alone for ``steps`` evaluations (default: the budget), for
@@ -165,7 +161,6 @@ def restore(
     """
     _check_seed(seed)
     prior = load_prior(prior)
-    latent = isinstance(prior, LatentPrior)
     method = solvers.default_method(prior) if method is None else method
     y01 = to_tensor(y)
     if isinstance(operator, str) and image_shape is not None and len(image_shape) == 3:
@@ -175,16 +170,13 @@ def restore(
     dtype = getattr(prior, "dtype", y01.dtype)
     device = torch.device(getattr(prior, "device", y01.device))
     problem = Problem(y01.to(dtype=dtype, device=device), _operator(operator, image_shape), sigma_y)
-    if budget_nfe is None and deadline_s is not None and not vanilla and outer_steps == "auto":
-        probe = tiled_for(prior, *problem.image_shape[-2:], tile)
-        budget_nfe = budget_for_deadline(solvers.make(method, probe, problem, **method_params),
-                                         deadline_s)
     config = SamplerConfig(method=method, method_args=method_params, vanilla=vanilla,
                            steps=steps if steps is not None or not vanilla else budget_nfe,
                            outer_eta=outer_eta, budget_nfe=budget_nfe, sigma_y=sigma_y, tile=tile,
                            **_split(outer_steps, inner_steps, budget_nfe, vanilla))
-    run = config.run(prior, problem, generators(seed, problem.image_shape[0], device),
-                     deadline_s=deadline_s)
+    # image i of the batch: seed + i (nested_inverse.seeds), as the command line seeds
+    seeds = None if seed is None else image_seeds(seed, problem.image_shape[0])
+    config, run = service.start(config, prior, problem, seeds, deadline_s)
     from tqdm.auto import tqdm
 
     label = f"{method} (vanilla)" if vanilla else f"nested {method}"
@@ -192,11 +184,8 @@ def restore(
               leave=False) as bar:
         results = run_to_end(run, callback=lambda r: bar.update(r.nfe - bar.n))
 
-    def convert(x: Tensor) -> Any:
-        if latent:  # results are latents: show the images they decode to
-            with torch.no_grad():
-                x = prior.decode(x)
-        return from_tensor(problem.from_model(x), y)
+    def convert(x: Tensor) -> Any:  # a latent run's results are decoded to be shown
+        return from_tensor(service.display(prior, x), y)
 
     if not return_intermediates:
         return convert(results[-1].image)

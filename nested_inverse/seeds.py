@@ -71,11 +71,12 @@ class ImageSeeds:
         """A CPU generator for ``purpose`` (noise is moved to the device after it is drawn)."""
         return torch.Generator("cpu").manual_seed(self.seed_for(purpose, j))
 
-    def describe(self, samples: int = 1) -> dict[str, Any]:
-        """What a run record notes: the image seed and each generator's seed."""
+    def describe(self, samples: int | None = None) -> dict[str, Any]:
+        """What a run record notes: the image seed and its generators' seeds (``sample``, or with
+        ``samples`` the list of the first ``samples`` restorations' as ``samples``)."""
         out: dict[str, Any] = {"image": self.seed, "operator": self.seed_for("operator"),
                                "noise": self.seed_for("noise")}
-        if samples == 1:
+        if samples is None:
             out["sample"] = self.seed_for("sample")
         else:
             out["samples"] = [self.seed_for("sample", j) for j in range(samples)]

@@ -130,17 +130,18 @@ def prepare_image(
     return Prepared(Problem(y01, op, sigma_y), None, task, seeds)
 
 
-def start(config: SamplerConfig, prior: Any, problem: Problem, seeds: Sequence[ImageSeeds],
-          deadline_s: float | None = None) -> tuple[SamplerConfig, AnytimeRun]:
-    """The anytime stream of ``config`` on ``problem`` (one seed per image of its batch), and the
-    configuration it runs: with a deadline, the default split and no budget, the budget one
-    timed evaluation says fits (:func:`budget_for_deadline`)."""
-    if len(seeds) != problem.image_shape[0]:
+def start(config: SamplerConfig, prior: Any, problem: Problem,
+          seeds: Sequence[ImageSeeds] | None, deadline_s: float | None = None,
+          ) -> tuple[SamplerConfig, AnytimeRun]:
+    """The anytime stream of ``config`` on ``problem`` (one seed per image of its batch; None for
+    fresh randomness), and the configuration it runs: with a deadline, the default split and no
+    budget, the budget one timed evaluation says fits (:func:`budget_for_deadline`)."""
+    if seeds is not None and len(seeds) != problem.image_shape[0]:
         raise ValueError(f"`seeds` has {len(seeds)} entries for a batch of "
                          f"{problem.image_shape[0]} images; give one per image")
     if deadline_s is not None and config.auto and config.budget_default:
         config = config.with_budget(budget_for_deadline(config.solver(prior, problem), deadline_s))
-    generators = [s.generator("sample") for s in seeds]
+    generators = None if seeds is None else [s.generator("sample") for s in seeds]
     return config, config.run(prior, problem, generators, deadline_s=deadline_s)
 
 

@@ -2,14 +2,12 @@
 
 A task is a registered operator name (``sr4``, ``inpaint-box`` …) or a user's factory given as
 ``module:function``, with parameters (``task_args``; ``--task-arg k=v`` on the command line).
-Every image gets its own generators, seeded from ``sha256(seed, relative path, purpose)``, so a
-result depends on neither the batch an image lands in nor the number of processes.
+Seeds follow one rule for every front door: :mod:`nested_inverse.seeds`.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib
 import inspect
 import math
@@ -27,9 +25,7 @@ from .errors import UsageError
 
 __all__ = [
     "Task",
-        "check_params",
-    "image_generator",
-    "image_seed",
+    "check_params",
     "parse_key_values",
     "resolve_task",
 ]
@@ -181,21 +177,3 @@ def check_params(spec: str, factory: Callable[..., Any], params: Mapping[str, An
     if unknown:
         raise UsageError(f"`{what}` {', '.join(unknown)} not accepted by {spec!r}; it accepts: "
                          f"{', '.join(accepted) or 'none'}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Seeds
-# --------------------------------------------------------------------------------------------------
-
-
-def image_seed(seed: int, rel: str, purpose: str, index: int = 0) -> int:
-    """A 63-bit seed from ``(seed, rel, purpose, index)`` that is the same on every machine and run
-    (``hash()`` is salted per process, so sha256 instead)."""
-    digest = hashlib.sha256(f"{int(seed)}\0{rel}\0{purpose}\0{int(index)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def image_generator(seed: int, rel: str, purpose: str, index: int = 0,
-                    device: str | torch.device = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded by :func:`image_seed`."""
-    return torch.Generator(device=device).manual_seed(image_seed(seed, rel, purpose, index))

@@ -7,7 +7,7 @@ import torch
 import operators
 from nested_inverse import GaussianMixturePrior, NestedSampler, Problem, restore, solvers
 from nested_inverse.priors import LinearDecoder, LinearLatentPrior
-from nested_inverse.restore import generators
+from nested_inverse.seeds import ImageSeeds
 from nested_inverse.sampling import budget_for_deadline
 from nested_inverse.solvers import PSLD
 
@@ -39,7 +39,7 @@ def test_default_is_psld_with_the_default_split_and_every_step_decoded(prior):
     # the same run by hand: PSLD nested 4 × 5 in latent space, decoded and mapped to [0, 1]
     problem = Problem(y, op)
     solver = PSLD(prior, op, problem.y, problem.sigma_y)
-    z = NestedSampler(solver, 4, 5).sample(generators(0, 1, torch.device("cpu")), budget_nfe=20)
+    z = NestedSampler(solver, 4, 5).sample([ImageSeeds(0).generator("sample")], budget_nfe=20)
     assert torch.equal(out, ((prior.decode(z) + 1) / 2).clamp(0, 1))
     again = restore(y, op, prior=prior, seed=0, progress=False)
     assert torch.equal(out, again)

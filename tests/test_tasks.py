@@ -1,4 +1,4 @@
-"""Tasks (which operator a name means, with parameters) and per-image seeds."""
+"""Tasks: which operator a name means, with parameters."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nested_inverse.errors import UsageError
-from nested_inverse.tasks import image_generator, image_seed, parse_key_values, resolve_task
+from nested_inverse.tasks import parse_key_values, resolve_task
 
 
 @pytest.mark.parametrize("pair", ["sigma=nan", "sigma=inf", "sigma=-Infinity", "sigma=1e999"])
@@ -21,17 +21,6 @@ def test_parse_key_values_reads_literals_and_strings():
         "sigma": 2, "side": "left", "weights": (1, 0, 0), "x": None}
     with pytest.raises(UsageError, match="KEY=VALUE"):
         parse_key_values(["sigma"])
-
-
-def test_image_seed_is_stable_and_separates_purposes():
-    # Pinned: the same on every machine and Python process (no salted hash()).
-    assert image_seed(0, "a.png", "noise") == image_seed(0, "a.png", "noise")
-    assert image_seed(0, "a.png", "noise") == 4058129298693865615
-    seeds = {image_seed(0, "a.png", p) for p in ("operator", "noise", "sample")}
-    seeds |= {image_seed(1, "a.png", "noise"), image_seed(0, "b.png", "noise"),
-              image_seed(0, "a.png", "sample", 1)}
-    assert len(seeds) == 6
-    assert all(0 <= s < 2**63 for s in seeds)
 
 
 def test_resolve_task_names_the_valid_ones_and_imports_factories(tmp_path, monkeypatch):
@@ -66,11 +55,3 @@ def test_task_errors_name_python_arguments():
         task.make((3, 16, 16))
     with pytest.raises(UsageError, match="`task`='sr4' with `task_args` sigma=1 cannot be built"):
         resolve_task("sr4", {"sigma": 1}).geometry()
-
-
-def test_image_generator_draws_what_its_seed_says():
-    a = torch.rand(3, generator=image_generator(0, "a.png", "noise"))
-    b = torch.rand(3, generator=torch.Generator().manual_seed(image_seed(0, "a.png", "noise")))
-    assert torch.equal(a, b)
-    c = torch.rand(3, generator=image_generator(0, "a.png", "operator"))
-    assert not torch.equal(a, c)

@@ -16,9 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import solvers
-from ..dataset import prepare_clean
 from ..errors import UsageError
-from ..imageio import center_crop
 from ..anytime import VanillaSampler
 from ..nested import NestedSampler
 from ..priors import Prior

@@ -62,7 +62,7 @@ def _record(job: Job, shown: list[tuple[int, Tensor]], seconds: float, prior_nam
         "command": "serve", "version": __version__, "input": job.source.name,
         **task, "mask": mask, "sigma_y": s.sigma_y,
         **s.config().describe(), "deadline_s": s.deadline_s, "prior": prior_name, "device": str(job.device),
-        "dtype": dtype, "seed": s.seed, "seeds": job.seeds, "degrade": not s.degraded,
+        "dtype": dtype, "seed": s.seed, "seeds": job.seeds.describe(), "degrade": not s.degraded,
         "center_crop": s.center_crop, "max_side": None, "image_shape": list(x01.shape[1:]),
         "observation_shape": list(problem.y01.shape[1:]) if problem is not None else None,
         "nfe": int(shown[-1][0]), "wall_time_s": round(seconds, 3),

@@ -16,7 +16,7 @@ from torch import Tensor
 from .. import __version__, solvers
 from ..anytime import run_to_end
 from ..dataset import (Outputs, check_result, check_writable, launcher_processes, operator_images,
-                       prepare_clean, remove_empty)
+                       remove_empty)
 from ..errors import UsageError
 from ..memory import plan_memory
 from ..imageio import load_image

@@ -8,7 +8,7 @@
 
 from ..errors import UsageError
 from ..sampling import SamplerConfig
-from ..tasks import Task, image_generator, image_seed, parse_key_values, resolve_task
+from ..tasks import Task, parse_key_values, resolve_task
 from .files import (IMAGE_SUFFIXES, Outputs, check_writable, discover_images, load_clean,
                     operator_images, output_names, prepare_clean, remove_empty)
 from .processes import Processes, launcher_processes
@@ -17,6 +17,6 @@ from .runner import check_result, degrade_dataset, run_dataset
 
 __all__ = ["IMAGE_SUFFIXES", "METRIC_COLUMNS", "Outputs", "Processes", "SamplerConfig", "Summary",
            "Task", "UsageError", "check_result", "check_writable", "degrade_dataset",
-           "discover_images", "image_generator", "image_seed", "launcher_processes", "load_clean",
+           "discover_images", "launcher_processes", "load_clean",
            "operator_images", "output_names", "parse_key_values", "prepare_clean", "remove_empty",
            "resolve_task", "run_dataset"]

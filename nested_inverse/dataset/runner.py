@@ -13,10 +13,12 @@ It stands on the anytime stream like every front end: per batch a :class:`~neste
 
 Guarantees:
 
-- **Per-image seeds.** Image ``rel`` (its path relative to the dataset root) gets generators seeded
-  from ``sha256(seed, rel, purpose)``: one for a random operator (masks, kernels), one for the
-  observation noise, one per restoration sample. Results therefore do not depend on the batch an
-  image lands in, the batch size, the number of processes, ``limit`` or on earlier failures.
+- **Per-image seeds** (the rule of :mod:`nested_inverse.seeds`). Image ``k`` of the sorted file
+  list gets the seed ``seed + k`` and from it generators for a random operator (masks, kernels),
+  the observation noise and each restoration sample. Results therefore do not depend on the batch
+  an image lands in, the batch size, the number of processes, ``limit`` or on earlier failures,
+  and image ``k`` comes out exactly as ``nested-inverse restore --degrade --seed <seed + k>``
+  restores it alone (its record notes that seed as ``seeds.image``).
 - **Mixed sizes.** Every image is loaded as RGB, centre-cropped to ``center_crop`` when given,
   then centre-cropped to a multiple of the task's scale factor (4 for ``sr4``, 1 otherwise); only
   images of the same resulting size share a batch. Images smaller than the task needs are reported
@@ -57,7 +59,8 @@ from ..imageio import atomic_write
 from ..metrics import image_quality
 from ..problem import Problem
 from ..sampling import SamplerConfig
-from ..tasks import Task, image_generator, image_seed
+from ..seeds import ImageSeeds
+from ..tasks import Task
 from .files import (IMAGE_SUFFIXES, Outputs, check_writable, discover_images, kernel_png, load_clean,
                     npy_bytes, operator_images, output_names, remove_empty)
 from .processes import Processes
@@ -289,8 +292,10 @@ class _Job:
         x01 = torch.cat([load_clean(self.root / rel, self.factor, self.crop, rel) for rel in rels])
         B, shape = x01.shape[0], tuple(x01.shape[1:])
 
+        seeds = [ImageSeeds(self.seed + i) for i in indices]  # the rule of nested_inverse.seeds
+
         def gens(purpose: str, k: int = 0) -> list[torch.Generator]:
-            return [image_generator(self.seed, rel, purpose, k) for rel in rels]
+            return [s.generator(purpose, k) for s in seeds]
 
         # A list of generators gives per-image random masks; one generator is what a factory that
         # draws one operator for the batch (e.g. blur-motion) accepts, so a batch of one passes one.
@@ -335,10 +340,7 @@ class _Job:
                              **{m: scores[k][m][b] for m in ("psnr", "ssim", "lpips")}})
             record = {"image": rel, "index": index, "shape": list(x01.shape[1:]),
                       "observation_shape": list(y01.shape[1:]),
-                      "seeds": {"operator": image_seed(self.seed, rel, "operator"),
-                                "noise": image_seed(self.seed, rel, "noise"),
-                                "samples": [image_seed(self.seed, rel, "sample", k)
-                                            for k in range(len(finals))]},
+                      "seeds": ImageSeeds(self.seed + index).describe(len(finals)),
                       "rows": rows}
             files.json(record, out / "records" / f"{name}.json")  # last: marks the image done
         except BaseException:
