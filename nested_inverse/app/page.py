@@ -23,6 +23,7 @@ import operators
 from .. import solvers
 from ..solvers.latent import is_latent_prior
 from ..errors import UsageError
+from ..service import display
 from ..guidance import Edit, Resample, SetInnerSteps
 from .inputs import (Source, editor_composite, editor_image, named_images, painted_mask,
                      read_image, read_mask, read_named)
@@ -101,7 +102,7 @@ def display_factor(height: int, width: int) -> int:
 
 def _shown(x: Tensor) -> np.ndarray:
     """A ``[1, C, H, W]`` model-range image as ``[H·f, W·f, 3]`` uint8 for the page."""
-    x01 = ((x.detach().float().cpu()[0] + 1) / 2).clamp(0, 1)
+    x01 = display(None, x)[0]  # the session has decoded a latent run's results already
     if x01.shape[0] == 1:
         x01 = x01.expand(3, -1, -1)
     f = display_factor(*x01.shape[-2:])

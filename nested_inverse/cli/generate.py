@@ -12,7 +12,7 @@ from typing import Any
 from .. import __version__
 from ..dataset import Outputs, check_result, check_writable, remove_empty
 from ..errors import UsageError
-from .anim import frames, gif_bytes, pick, strip_bytes
+from ..pictures import frames, gif_bytes, pick, strip_bytes
 from .common import _DTYPES, pick_device, setup_logging
 
 __all__ = ["add_parser"]

@@ -4,7 +4,6 @@ JSON sidecar."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,22 +12,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import __version__, solvers
+from .. import solvers
 from ..anytime import run_to_end
 from ..dataset import (Outputs, check_result, check_writable, launcher_processes, operator_images,
                        remove_empty)
 from ..errors import UsageError
 from ..memory import plan_memory
 from ..imageio import load_image
-from ..metrics import image_quality
 from ..problem import Problem
+from ..run_record import RunRecord
 from ..sampling import SamplerConfig
 from ..seeds import ImageSeeds
 from ..service import prepare_image
 from .. import service
 from ..solvers.latent import is_latent_prior
 from ..tasks import Task
-from .anim import frames, gif_bytes, pick, strip_bytes
+from ..pictures import frames, gif_bytes, pick, strip_bytes
 from .common import (add_prior_args, add_sampler_args, add_task_args, load_mask, load_prior_cached,
                      pick_device, sampler_from_args, setup_logging, task_from_args)
 
@@ -236,7 +235,7 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
             for n, img in shown:
                 files.image(img[0], out / f"{item.name}_steps" / f"nfe{n:04d}.png")
             written["steps_dir"] = out / f"{item.name}_steps"
-        sidecar = _sidecar(item, args, task, sampler, device, shown, seconds, x01,
+        sidecar = _sidecar(item, args, task, sampler, device, shown, seconds,
                            latent=is_latent_prior(prior))
         sidecar["outputs"] = {k: Path(v).name for k, v in written.items()}
         files.json(sidecar, out / f"{item.name}.json")
@@ -249,23 +248,11 @@ def _restore(item: _Item, args: argparse.Namespace, task: Task, sampler: Sampler
 
 def _sidecar(item: _Item, args: argparse.Namespace, task: Task, sampler: SamplerConfig,
              device: torch.device, shown: list[tuple[int, Tensor]], seconds: float,
-             x01: Tensor, latent: bool = False) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "command": "restore", "version": __version__, "input": str(item.path),
-        **task.describe(), "mask": args.mask, "sigma_y": args.sigma_y,
-        **sampler.describe(), "deadline_s": args.deadline, "prior": args.prior,
-        **({"prompt": args.prompt, "negative_prompt": args.negative_prompt,
-            "guidance_scale": args.guidance_scale} if latent else {}),
-        "device": str(device),
-        "dtype": args.dtype, "seed": args.seed, "seeds": item.seeds.describe(), "degrade": args.degrade,
-        "center_crop": args.center_crop, "max_side": args.max_side, "image_shape": list(x01.shape[1:]),
-        "observation_shape": list(item.problem.y01.shape[1:]), "nfe": int(shown[-1][0]),
-        "wall_time_s": round(seconds, 3),
-        "intermediates": [{"nfe": int(n)} for n, _ in shown],
-    }
-    if item.clean01 is not None:
-        record.update({k: v[0] for k, v in image_quality(x01, item.clean01).items()})
-        for entry, (_, img) in zip(record["intermediates"], shown):
-            qi = image_quality(img, item.clean01)
-            entry.update({"psnr": qi["psnr"][0], "ssim": qi["ssim"][0]})
-    return json.loads(json.dumps(record, default=str))
+             latent: bool = False) -> dict[str, Any]:
+    condition = ({"prompt": args.prompt, "negative_prompt": args.negative_prompt,
+                  "guidance_scale": args.guidance_scale} if latent else None)
+    record = RunRecord("restore", str(item.path), task.describe(), args.mask, args.sigma_y, sampler,
+                       args.deadline, args.prior, str(device), args.dtype, args.seed, item.seeds,
+                       args.degrade, args.center_crop, args.max_side,
+                       tuple(item.problem.y01.shape[1:]), condition)
+    return record.finish(shown, seconds, item.clean01)
