@@ -413,3 +413,23 @@ def test_the_restored_window_is_marked_where_the_run_cuts_it():
     assert (magenta == frame).all()
     assert short_caption(SimpleNamespace(outer_step=0, nfe=0)) == "A†y"
     assert short_caption(SimpleNamespace(outer_step=4, nfe=20)) == "4 · 20 NFE"
+
+
+def test_the_size_and_time_estimate_follow_the_settings(prior):
+    from nested_inverse.app.page import estimate, restored_size
+    from nested_inverse.service import estimate_seconds, seconds_per_pixel
+    from nested_inverse.sampling import SamplerConfig
+
+    # 600×400, max side 256: 256×171, cropped to SR×4's factor: 256×168.
+    assert restored_size(400, 600, Settings(task="sr4")) == (168, 256)
+    assert restored_size(400, 600, Settings(task="sr4", max_side=None)) == (400, 600)
+    assert restored_size(400, 600, Settings(task="sr4", center_crop=100, max_side=None)) == (100, 100)
+    assert restored_size(400, 600, Settings(task="sr4", degraded=True)) == (43 * 4, 64 * 4)
+    line = estimate(prior, read_named("coffee"), Settings(task="sr4"))
+    assert line.startswith("Restores **256×168** pixels in about **") and "(20 NFE" in line
+    # ∝ evaluations and (tiled) pixels; the gradient solvers cost more per step.
+    small, large = (estimate_seconds(prior, s, s, SamplerConfig()) for s in (64, 1024))
+    assert seconds_per_pixel(prior) > 0 and large > 100 * small
+    assert (estimate_seconds(prior, 64, 64, SamplerConfig(budget_nfe=40))
+            == pytest.approx(2 * small))
+    assert estimate_seconds(prior, 64, 64, SamplerConfig(method="dps")) > 1.5 * small

@@ -146,8 +146,13 @@ def test_upload_run_with_defaults_stop_shows_the_result(server, browser, tmp_pat
     shown = {e: browser.find_element(By.CSS_SELECTOR, f"#{e} img").size
              for e in ("observed", "result", "reference")}
     assert len({(v["width"], v["height"]) for v in shown.values()}) == 1, shown
-    assert "Observation y (16×16)" in browser.find_element(By.ID, "observed").text
-    assert "64×64 window marked" in browser.find_element(By.ID, "photo").text
+    # The defaults restore the whole photo downscaled to the max side (256): 600×400 → 256×171,
+    # cropped to 256×168 for SR×4, so y is 64×42.
+    assert "Observation y (64×42)" in browser.find_element(By.ID, "observed").text
+    assert ("the whole photo, downscaled to 256×168"
+            in browser.find_element(By.ID, "photo").text)
+    estimate = browser.find_element(By.ID, "estimate").text
+    assert re.match(r"Restores 256×168 pixels in about \d+ (s|min) \(20 NFE", estimate), estimate
     wait.until(lambda d: "coffee.json" in downloads(d))
     listed = downloads(browser).split()
     assert {"coffee.png", "coffee_y.png", "coffee_steps.png", "coffee.json"} <= set(listed), listed

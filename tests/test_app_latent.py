@@ -154,7 +154,7 @@ def test_page_offers_the_latent_fields_and_solvers(sd):
     import types
 
     on_run = [f for f in page.fns.values() if f.name == "on_run"][0].fn
-    fields = [None, None, GENERATE, 0, False, SIZE, "psld", 2, 2, 0, None, None, False]
+    fields = [None, None, GENERATE, 0, False, SIZE, 0, "psld", 2, 2, 0, None, None, False]
     request = types.SimpleNamespace(session_hash="tab")
     outputs = list(on_run(*fields, "a cat", "", "", 3.0, request))
     assert outputs[-1][0].startswith("**finished: step 2 · 4 NFE")

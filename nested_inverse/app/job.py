@@ -30,7 +30,12 @@ from ..service import prepare_image
 from ..tasks import Task, resolve_task
 from .inputs import Source
 
-__all__ = ["GENERATE", "INPAINT_MASK", "Job", "Settings", "prepare"]
+__all__ = ["DEFAULT_MAX_SIDE", "GENERATE", "INPAINT_MASK", "Job", "Settings", "prepare"]
+
+#: The page's default for the longer side of a restoration: the whole upload, downscaled to this
+#: (the bundled prior covers it with 20 tiles: about a minute for 20 evaluations on two CPU
+#: cores; the page shows its estimate for the settings).
+DEFAULT_MAX_SIDE = 256
 
 #: Task name for unconditional nested generation (no observation).
 GENERATE = "generate"
@@ -55,6 +60,8 @@ class Settings:
         budget_nfe, deadline_s: optional caps (see :meth:`NestedSampler.iterate`).
         center_crop: centre-crop the input to N×N first (None: the whole image); for ``generate``
             the size of the generated image.
+        max_side: downscale so the restoration's longer side is at most N pixels (None: the
+            image at its own size), as ``restore --max-side``.
         compare_vanilla: also run the solver alone for K·I steps and show its x̂0 at equal NFE.
         prompt, negative_prompt: the text that steers a text-conditional latent pipeline (Stable
             Diffusion): what ``generate`` draws, or what a restoration is pulled towards.
@@ -74,7 +81,8 @@ class Settings:
     seed: int = 0
     budget_nfe: int | None = None
     deadline_s: float | None = None
-    center_crop: int | None = 64
+    center_crop: int | None = None
+    max_side: int | None = DEFAULT_MAX_SIDE
     compare_vanilla: bool = False
     method_args: dict[str, Any] = field(default_factory=dict)
     prompt: str | None = None
@@ -90,7 +98,7 @@ class Settings:
         if self.method not in solvers.available():
             raise UsageError(f"`method`={self.method!r} is not a solver; one of: "
                              f"{', '.join(solvers.available())}")
-        for name in ("seed", "budget_nfe", "center_crop"):
+        for name in ("seed", "budget_nfe", "center_crop", "max_side"):
             value = getattr(self, name)
             low = 0 if name == "seed" else 1
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -297,7 +305,8 @@ def _prepare(s: Settings, source: Source | None, device: torch.device) -> Job:
         raise UsageError(f"`task`={task.name!r}: the restored image's size cannot be inferred from an "
                          "observation; untick 'already degraded' and give the clean image")
     prepared = prepare_image(source.image, task, seeds, sigma_y=s.sigma_y, degrade=not s.degraded,
-                             center_crop=s.center_crop, what=f"`image` {source.name!r}")
+                             center_crop=s.center_crop, max_side=s.max_side,
+                             what=f"`image` {source.name!r}")
     problem = prepared.problem
     return Job(s, source, prepared.task, problem.to(device), prepared.clean,
                (1, *problem.image_shape[1:]), seeds, device)

@@ -23,11 +23,13 @@ import operators
 from .. import solvers
 from ..solvers.latent import is_latent_prior
 from ..errors import UsageError
-from ..service import display
+from ..dataset.files import downscaled_size
+from ..service import display, estimate_seconds
+from ..tasks import resolve_task
 from ..guidance import Edit, Resample, SetInnerSteps
 from .inputs import (Source, editor_composite, editor_image, named_images, painted_mask,
                      read_image, read_mask, read_named)
-from .job import GENERATE, INPAINT_MASK, Settings
+from .job import DEFAULT_MAX_SIDE, GENERATE, INPAINT_MASK, Settings
 from .session import Frame, Session, Sessions
 
 __all__ = ["TASKS", "build_page", "display_factor"]
@@ -40,6 +42,7 @@ TASKS = [INPAINT_MASK, *operators.available(), GENERATE]
 
 #: Library argument names → the page's field labels, for messages.
 _FIELDS = {"sigma_y": "σ_y", "center_crop": "Centre crop N×N", "budget_nfe": "Budget (NFE)",
+           "max_side": "Max side", 
            "deadline_s": "Deadline (s)", "outer": "Outer steps K", "inner": "Inner steps I",
            "outer_steps": "Outer steps K", "inner_steps": "Inner steps I", "seed": "Seed",
            "method_params": "Method", "method_args": "Method", "method": "Method", "task": "Task",
@@ -56,8 +59,8 @@ _SHOWN_HEIGHT = 240  # the row y · restoration · reference, one height for all
 
 _LEGEND = ("**A†y** (the first result, 0 NFE) is the pseudo-inverse: what the observation alone "
            "gives, before any network call. Each outer step then adds its network evaluations "
-           "(NFE). With a centre crop set, only that window of your photo is restored (marked "
-           "below).")
+           "(NFE). The whole photo is restored, downscaled to the max side; with a centre crop "
+           "set, only that window (marked below).")
 
 _INTRO = """\
 # nested-inverse: anytime restoration
@@ -126,6 +129,43 @@ def region(height: int, width: int, crop: int | None, h: int, w: int) -> tuple[i
         c_h, c_w = min(crop, height), min(crop, width)
         top, left, height, width = (height - c_h) // 2, (width - c_w) // 2, c_h, c_w
     return top + (height - h) // 2, left + (width - w) // 2
+
+
+def restored_size(height: int, width: int, settings: Settings) -> tuple[int, int]:
+    """``(h, w)`` of the restoration of a ``height×width`` upload under ``settings``: the centre
+    crop, the downscale to ``max_side``, the crop to the task's factor (as
+    :func:`~nested_inverse.service.prepare_image`)."""
+    if settings.center_crop is not None:
+        height, width = min(settings.center_crop, height), min(settings.center_crop, width)
+    factor = 1
+    if settings.task not in (INPAINT_MASK, GENERATE):
+        factor = max(1, resolve_task(settings.task).geometry()[0])
+    if settings.degraded:  # the observation is shrunk, then restored factor× larger
+        h, w = downscaled_size(height, width, (settings.max_side or 0) // factor or None)
+        return h * factor, w * factor
+    h, w = downscaled_size(height, width, settings.max_side)
+    return h // factor * factor, w // factor * factor
+
+
+def estimate(prior: Any, source: Source | None, settings: Settings) -> str:
+    """One line for the page: the restoration's size and about how long the run takes
+    (:func:`~nested_inverse.service.estimate_seconds`)."""
+    if source is None or settings.task == GENERATE:
+        return ""
+    h, w = restored_size(*source.image.shape[-2:], settings)
+    config = settings.config()
+    seconds = estimate_seconds(prior, h, w, config)
+    line = f"Restores **{w}×{h}** pixels"
+    if seconds is not None:
+        line += f" in about **{_duration(seconds)}** ({config.budget} NFE on this server)"
+    return line + "."
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
 def marked(photo01: Tensor, top: int, left: int, h: int, w: int) -> np.ndarray:
@@ -208,7 +248,7 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
             return refused(err, session)
 
     def on_run(canvas: Any, mask_file: Any, task: str, sigma_y: Any, degraded: bool, crop: Any,
-               method: str, outer: Any, inner: Any, seed: Any, budget: Any, deadline: Any,
+               max_side: Any, method: str, outer: Any, inner: Any, seed: Any, budget: Any, deadline: Any,
                compare: bool, prompt: Any, negative: Any, label: Any, scale: Any,
                request: gr.Request) -> Any:
         session = session_of(request)
@@ -221,6 +261,7 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                                 seed=_int(seed) or 0, budget_nfe=_int(budget, zero_is_none=True),
                                 deadline_s=_float(deadline) or None,
                                 center_crop=_int(crop, zero_is_none=True),
+                                max_side=_int(max_side, zero_is_none=True),
                                 compare_vanilla=bool(compare))
             # Only what the canvas shows runs: an emptied canvas means no input, whatever the
             # session held before.
@@ -318,8 +359,14 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                                             "generate, 1 for restorations)")
                 sigma_y = gr.Number(0.0, label="σ_y: noise std on the [0, 1] scale", minimum=0)
                 degraded = gr.Checkbox(False, label="The image is already degraded (it is y)")
-                crop = gr.Number(64, precision=0, minimum=0, elem_id="crop",
-                                 label="Centre crop N×N (0: whole image; the size for generate)")
+                with gr.Row():
+                    max_side = gr.Number(DEFAULT_MAX_SIDE, precision=0, minimum=0,
+                                         elem_id="max_side",
+                                         label="Max side (px; the whole image is downscaled to "
+                                               "it; 0: full size)")
+                    crop = gr.Number(0, precision=0, minimum=0, elem_id="crop",
+                                     label="Centre crop N×N (0: none; the size for generate)")
+                estimated = gr.Markdown("", elem_id="estimate")
                 with gr.Accordion("Sampler", open=True):
                     # only the solvers that fit the served prior (pixel or latent)
                     fitting = solvers.available(latent=is_latent_prior(sessions.prior))
@@ -387,8 +434,26 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
         loading = [canvas, upload, status, result, strip, downloads, photo, observed, reference]
         upload.upload(on_upload, [upload], loading, concurrency_limit=None)
         example.change(on_example, [example], loading, concurrency_limit=None)
-        inputs = [canvas, mask_file, task, sigma_y, degraded, crop, method, outer, inner, seed,
-                  budget, deadline, compare, prompt, negative, label, scale]
+        inputs = [canvas, mask_file, task, sigma_y, degraded, crop, max_side, method, outer, inner,
+                  seed, budget, deadline, compare, prompt, negative, label, scale]
+
+        def on_estimate(canvas: Any, task: str, degraded: bool, crop: Any, max_side: Any,
+                        method: str, outer: Any, inner: Any, budget: Any,
+                        request: gr.Request) -> str:
+            source = session_of(request).source if editor_image(canvas) is not None else None
+            try:
+                return estimate(sessions.prior, source, Settings(
+                    task=task, degraded=bool(degraded), center_crop=_int(crop, zero_is_none=True),
+                    max_side=_int(max_side, zero_is_none=True), method=method,
+                    outer=_int(outer, zero_is_none=True), inner=_int(inner, zero_is_none=True),
+                    budget_nfe=_int(budget, zero_is_none=True)))
+            except (ValueError, TypeError):  # settings Run would refuse: Run says why
+                return ""
+
+        sizing = [canvas, task, degraded, crop, max_side, method, outer, inner, budget]
+        for box in sizing:
+            box.change(on_estimate, sizing, [estimated], concurrency_limit=None,
+                       show_progress="hidden")
         run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads, photo,
                                    observed, reference],
                   concurrency_limit=max_runs, concurrency_id="runs")
@@ -456,10 +521,17 @@ def _inputs_shown(session: Session) -> tuple[Any, ...]:
         return gr.update(value=None), gr.update(value=None), gr.update(value=None)
     H, W = job.source.image.shape[-2:]
     h, w = job.image_shape[-2:]
-    top, left = region(H, W, job.settings.center_crop, h, w)
-    whole = (h, w) == (H, W)
-    what = "the whole photo" if whole else f"the {w}×{h} window marked (magenta) of {W}×{H}"
-    photo = gr.update(value=marked(job.source.image, top, left, h, w),
+    crop = job.settings.center_crop
+    c_h, c_w = (H, W) if crop is None else (min(crop, H), min(crop, W))
+    # Downscaled (max side) when the restoration is smaller than the window by more than the
+    # crop to the task's factor takes (at most factor − 1 pixels, i.e. under 8 here).
+    shrunk = max(c_h - h, c_w - w) >= 8
+    top, left = region(H, W, crop, c_h, c_w) if shrunk else region(H, W, crop, h, w)
+    hh, ww = (c_h, c_w) if shrunk else (h, w)
+    what = "the whole photo" if crop is None else f"the {ww}×{hh} window marked (magenta) of {W}×{H}"
+    if shrunk:
+        what += f", downscaled to {w}×{h}"
+    photo = gr.update(value=marked(job.source.image, top, left, hh, ww),
                       label=f"Your photo: the page restores {what}")
     y = job.problem.y01.detach().float().cpu()
     y_label = "Observation y" + (f" ({y.shape[-1]}×{y.shape[-2]})"
