@@ -22,7 +22,7 @@ from .guidance import Steerable, apply
 from .planning import Allowance
 from .solvers.base import Solver
 
-__all__ = ["AnytimeResult", "AnytimeRun", "StopOnly", "VanillaSampler", "run_to_end"]
+__all__ = ["AnytimeResult", "AnytimeRun", "StopCheck", "StopOnly", "VanillaSampler", "run_to_end"]
 
 
 @dataclass
@@ -75,7 +75,8 @@ class AnytimeRun(Iterator[AnytimeResult]):
         return self
 
     def __next__(self) -> AnytimeResult:
-        if self._ended or self._target.stopped:
+        # The first result (0 evaluations) is always delivered: a stopped run still has one.
+        if self._ended or (self._started and self._target.stopped):
             self._ended = True
             raise StopIteration
         self._started = True
@@ -116,16 +117,36 @@ def run_to_end(
     return results
 
 
+#: a caller's stop check (``threading.Event().is_set``, a Ctrl-C flag, a deadline of its own): the
+#: run asks it before every network evaluation and ends, keeping its latest result, once it is true.
+StopCheck = Callable[[], bool]
+
+
 class StopOnly:
     """What guidance commands act on in a run that only ``Stop`` can steer (vanilla runs); the
-    base of richer sessions, which override the other commands."""
+    base of richer sessions, which override the other commands.
 
-    def __init__(self) -> None:
+    ``stopped`` is true once ``Stop`` was sent or the caller's ``stop`` check answers true; the
+    samplers ask it between network evaluations (as diffusers' pipelines ask ``interrupt``), so
+    any caller can end a run without wrapping its prior.
+    """
+
+    def __init__(self, stop: StopCheck | None = None) -> None:
+        if stop is not None and not callable(stop):
+            raise ValueError(f"`stop` must be a callable answering True to end the run (e.g. "
+                             f"threading.Event().is_set), got {type(stop).__name__}")
         self.latest: AnytimeResult | None = None
-        self.stopped = False
+        self._check = stop
+        self._stopped = False
+
+    @property
+    def stopped(self) -> bool:
+        if not self._stopped and self._check is not None and self._check():
+            self._stopped = True
+        return self._stopped
 
     def stop(self) -> AnytimeResult:
-        self.stopped = True
+        self._stopped = True
         return self.latest
 
     def edit(self, image: Tensor) -> AnytimeResult:
@@ -181,11 +202,14 @@ class VanillaSampler:
         generator: Generators = None,
         budget_nfe: int | None = None,
         deadline_s: float | None = None,
+        stop: StopCheck | None = None,
     ) -> AnytimeRun:
         """Run; ``budget_nfe`` caps the steps, ``deadline_s`` ends the run before an evaluation
-        that would not fit at the measured rate (never a result after the deadline)."""
+        that would not fit at the measured rate (never a result after the deadline), and the run
+        ends before the next evaluation once ``stop()`` is true (every step is a result, so the
+        latest delivered one stands)."""
         allowance = Allowance(budget_nfe, deadline_s)
-        session = StopOnly()
+        session = StopOnly(stop)
         return AnytimeRun(self._run(generator, allowance), session)
 
     def _run(self, generator: Generators, allowance: Allowance) -> Iterator[AnytimeResult]:
@@ -207,6 +231,6 @@ class VanillaSampler:
                 return
             tick = time.perf_counter()
 
-    def sample(self, generator: Generators = None) -> Tensor:
-        """The result ``[B, C, H, W]`` (model range)."""
-        return run_to_end(self.iterate(generator))[-1].image
+    def sample(self, generator: Generators = None, stop: StopCheck | None = None) -> Tensor:
+        """The result ``[B, C, H, W]`` (model range); the latest one when ``stop()`` ended the run."""
+        return run_to_end(self.iterate(generator, stop=stop))[-1].image

@@ -87,7 +87,7 @@ class CountingPrior:
 
 def wrapped_priors(prior: Any, depth: int = 8) -> Iterator[Any]:
     """``prior``, then the prior it wraps (a wrapper keeps it as ``.prior``: :class:`CountingPrior`,
-    a tiled or interruptible prior), and so on, at most ``depth`` deep (never a cycle)."""
+    a tiled prior), and so on, at most ``depth`` deep (never a cycle)."""
     for _ in range(depth):
         if prior is None:
             return
