@@ -17,7 +17,7 @@ import torch
 
 from operators.random import Generators
 
-from .anytime import AnytimeRun, StopCheck, VanillaSampler
+from .anytime import AnytimeRun, StopCheck
 from .errors import UsageError
 from .nested import NestedSampler
 from .planning import DEADLINE_MARGIN, auto_split, nested_defaults
@@ -26,6 +26,7 @@ from .memory import plan_memory
 from .priors.tiled import TiledPrior, check_tile, tiled_for
 from .problem import Problem
 from .solvers.base import Solver, unit_interval
+from .vanilla import VanillaSampler
 
 __all__ = ["DEFAULT_BUDGET", "SamplerConfig", "budget_for_deadline"]
 

@@ -73,3 +73,14 @@ def test_vanilla_stop_check_true_after_k_evaluations_makes_exactly_k():
     assert counting.nfe == 2 and [r.nfe for r in results] == [0, 1, 2]
     assert VanillaSampler(DDNM(counting, OP, Y), 6).sample(stop=lambda: True).shape == (2, 1, 2, 2)
     assert counting.nfe == 2
+
+
+def test_vanilla_sampler_lives_beside_nested_and_its_old_place_warns():
+    import nested_inverse.anytime as anytime
+    from nested_inverse.vanilla import VanillaSampler as moved
+
+    assert moved is VanillaSampler
+    with pytest.warns(DeprecationWarning, match="moved to `nested_inverse.vanilla"):
+        assert anytime.VanillaSampler is moved
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        anytime.Nothing
