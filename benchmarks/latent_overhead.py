@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 import nested_inverse as ni
-from nested_inverse.priors import LatentDiffusionPrior, load_latent_pipeline, save_tiny_dit, save_tiny_sd
+from nested_inverse.priors import LatentDiffusionPrior, load_latent_pipeline
+from nested_inverse.priors.tiny import save_tiny_dit, save_tiny_sd
 
 
 class NetworkClock:

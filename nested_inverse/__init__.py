@@ -24,7 +24,7 @@ The public API, by concept:
   data paths.
 """
 
-from .anytime import AnytimeResult, AnytimeRun, VanillaSampler
+from .anytime import AnytimeResult, AnytimeRun
 from .generate import GeneratedStep, Generation, GenerationRun, generate, generation_run
 from .guidance import Edit, Resample, SetInnerSteps, Stop
 from .imageio import (
@@ -75,6 +75,7 @@ from .solvers import (
     Solver,
     SolverState,
 )
+from .vanilla import VanillaSampler
 
 __version__ = "0.1.0"
 

@@ -2,27 +2,24 @@ r"""The anytime stream every front end reads: one :class:`AnytimeResult` after e
 
 A sampler's ``iterate(generator, budget_nfe, deadline_s)`` returns an :class:`AnytimeRun`: ``A†y``
 at 0 evaluations, then a result after every outer step of a nested run
-(:class:`~nested_inverse.NestedSampler`) or after every step of a plain solver run
-(:class:`VanillaSampler`). Break out of the loop to keep the latest result; send guidance commands
+(:class:`~nested_inverse.NestedSampler`, :mod:`nested_inverse.nested`) or after every step of a
+plain solver run (:class:`~nested_inverse.VanillaSampler`, :mod:`nested_inverse.vanilla`). Break out of the loop to keep the latest result; send guidance commands
 (:mod:`nested_inverse.guidance`) between results. ``restore()``, the command line, the dataset
 runner and the benchmarks are thin layers over this stream.
 """
 
 from __future__ import annotations
 
-import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
-from operators.random import Generators
-
 from .guidance import Steerable, apply
-from .planning import Allowance
-from .solvers.base import Solver
 
-__all__ = ["AnytimeResult", "AnytimeRun", "StopOnly", "VanillaSampler", "run_to_end"]
+__all__ = ["AnytimeResult", "AnytimeRun", "StopCheck", "StopOnly", "run_to_end"]
 
 
 @dataclass
@@ -75,7 +72,8 @@ class AnytimeRun(Iterator[AnytimeResult]):
         return self
 
     def __next__(self) -> AnytimeResult:
-        if self._ended or self._target.stopped:
+        # The first result (0 evaluations) is always delivered: a stopped run still has one.
+        if self._ended or (self._started and self._target.stopped):
             self._ended = True
             raise StopIteration
         self._started = True
@@ -116,16 +114,36 @@ def run_to_end(
     return results
 
 
+#: a caller's stop check (``threading.Event().is_set``, a Ctrl-C flag, a deadline of its own): the
+#: run asks it before every network evaluation and ends, keeping its latest result, once it is true.
+StopCheck = Callable[[], bool]
+
+
 class StopOnly:
     """What guidance commands act on in a run that only ``Stop`` can steer (vanilla runs); the
-    base of richer sessions, which override the other commands."""
+    base of richer sessions, which override the other commands.
 
-    def __init__(self) -> None:
+    ``stopped`` is true once ``Stop`` was sent or the caller's ``stop`` check answers true; the
+    samplers ask it between network evaluations (as diffusers' pipelines ask ``interrupt``), so
+    any caller can end a run without wrapping its prior.
+    """
+
+    def __init__(self, stop: StopCheck | None = None) -> None:
+        if stop is not None and not callable(stop):
+            raise ValueError(f"`stop` must be a callable answering True to end the run (e.g. "
+                             f"threading.Event().is_set), got {type(stop).__name__}")
         self.latest: AnytimeResult | None = None
-        self.stopped = False
+        self._check = stop
+        self._stopped = False
+
+    @property
+    def stopped(self) -> bool:
+        if not self._stopped and self._check is not None and self._check():
+            self._stopped = True
+        return self._stopped
 
     def stop(self) -> AnytimeResult:
-        self.stopped = True
+        self._stopped = True
         return self.latest
 
     def edit(self, image: Tensor) -> AnytimeResult:
@@ -140,73 +158,13 @@ class StopOnly:
                          "only Stop()")
 
 
-class VanillaSampler:
-    r"""A solver run alone from noise for ``steps`` evaluations, as an anytime stream.
+def __getattr__(name: str) -> Any:
+    # `VanillaSampler` lived here until it got its own module beside `nested.py`.
+    if name == "VanillaSampler":
+        warnings.warn("`nested_inverse.anytime.VanillaSampler` moved to "
+                      "`nested_inverse.vanilla.VanillaSampler` (also `nested_inverse.VanillaSampler`)",
+                      DeprecationWarning, stacklevel=2)
+        from .vanilla import VanillaSampler
 
-    Results: ``A†y`` at 0 evaluations, then after every step the solver's ``x̂0`` (the result
-    itself after the last), so vanilla and nested runs compare at equal evaluations.
-
-    Args:
-        solver: any :class:`~nested_inverse.solvers.Solver`.
-        steps: network evaluations, ``>= 1``.
-
-    Example:
-        >>> import torch, operators
-        >>> from nested_inverse import DDNM, GaussianMixturePrior, VanillaSampler
-        >>> prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
-        ...                              event_shape=(1, 2, 2))
-        >>> op = operators.make("inpaint-half", image_shape=(1, 2, 2))
-        >>> y = op(torch.ones(1, 1, 2, 2, dtype=torch.float64))
-        >>> [r.nfe for r in VanillaSampler(DDNM(prior, op, y), steps=3).iterate()]
-        [0, 1, 2, 3]
-    """
-
-    def __init__(self, solver: Solver, steps: int) -> None:
-        if not isinstance(solver, Solver):
-            raise ValueError(f"`solver` must be a Solver, got {type(solver).__name__}")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`steps` must be an integer >= 1, got {steps!r}")
-        self.solver = solver
-        self.steps = steps
-
-    @property
-    def total_nfe(self) -> int:
-        return self.steps
-
-    def __repr__(self) -> str:
-        return f"VanillaSampler({type(self.solver).__name__}, steps={self.steps})"
-
-    def iterate(
-        self,
-        generator: Generators = None,
-        budget_nfe: int | None = None,
-        deadline_s: float | None = None,
-    ) -> AnytimeRun:
-        """Run; ``budget_nfe`` caps the steps, ``deadline_s`` ends the run before an evaluation
-        that would not fit at the measured rate (never a result after the deadline)."""
-        allowance = Allowance(budget_nfe, deadline_s)
-        session = StopOnly()
-        return AnytimeRun(self._run(generator, allowance), session)
-
-    def _run(self, generator: Generators, allowance: Allowance) -> Iterator[AnytimeResult]:
-        allowance.start()
-        solver = self.solver
-        steps = int(min(self.steps, allowance.remaining()))
-        yield AnytimeResult(solver.initial_estimate, 0, 0, 0.0, solver.initial_estimate, -1)
-        tick, spent = time.perf_counter(), 0
-        for state in solver.iterate(steps=steps, generator=generator):
-            now = time.perf_counter()
-            allowance.charge(state.nfe - spent, now - tick)
-            spent = state.nfe
-            if allowance.expired():
-                return
-            image = state.x_t if state.t < 0 else state.x0_hat
-            yield AnytimeResult(image, state.nfe, state.nfe, allowance.elapsed_s, state.x_t,
-                                state.t)
-            if state.t >= 0 and allowance.remaining() < 1:
-                return
-            tick = time.perf_counter()
-
-    def sample(self, generator: Generators = None) -> Tensor:
-        """The result ``[B, C, H, W]`` (model range)."""
-        return run_to_end(self.iterate(generator))[-1].image
+        return VanillaSampler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -176,6 +176,16 @@ def _bind(prior: Any, prompt: Any, negative_prompt: Any, class_label: Any,
                              class_label=class_label, guidance_scale=guidance_scale), prior
 
 
+def _refuse_removed(removed: dict[str, Any], where: str) -> None:
+    """A clear error for keyword arguments ``where`` does not take (``dtype``: its old second
+    spelling of the dtype, next to ``torch_dtype``)."""
+    if "dtype" in removed:
+        raise TypeError(f"{where}() takes no `dtype`: pass `torch_dtype` (the dtype a pipeline "
+                        "folder is loaded in, as diffusers); the latents are sampled in float32")
+    if removed:
+        raise TypeError(f"{where}() got an unexpected keyword argument {next(iter(removed))!r}")
+
+
 def generation_run(
     prior: LatentDiffusionPrior | GuidedLatentPrior | str | os.PathLike[str],
     prompt: str | Sequence[str] | None = None,
@@ -194,12 +204,13 @@ def generation_run(
     generator: Generators = None,
     budget_nfe: int | None = None,
     deadline_s: float | None = None,
-    dtype: torch.dtype = torch.float32,
     torch_dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
+    **removed: Any,
 ) -> GenerationRun:
     """The anytime stream of :func:`generate` (same arguments), for front ends that show each
     step and send guidance commands between them."""
+    _refuse_removed(removed, "generation_run")
     guided, base = _bind(prior, prompt, negative_prompt, class_label, guidance_scale, torch_dtype,
                          device)
     shape = base.latent_shape(num_images, height, width)
@@ -214,7 +225,7 @@ def generation_run(
         # One generator per image (as diffusers' habit): an image does not depend on its batch.
         generator = [torch.Generator().manual_seed(int(seed) + i) for i in range(num_images)]
     sampler = NestedSampler.unconditional(guided, shape, outer_steps, inner_steps, eta=eta,
-                                          outer_eta=outer_eta, dtype=dtype, device=base.device)
+                                          outer_eta=outer_eta, device=base.device)
     return GenerationRun(sampler.iterate(generator, budget_nfe, deadline_s), guided, image_shape,
                          sampler)
 
@@ -237,10 +248,10 @@ def generate(
     generator: Generators = None,
     budget_nfe: int | None = None,
     deadline_s: float | None = None,
-    dtype: torch.dtype = torch.float32,
     torch_dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
     callback: Callable[[GeneratedStep], None] | None = None,
+    **removed: Any,
 ) -> Generation:
     r"""Generate images with nested diffusion over a latent prior; a decoded image after every
     outer step.
@@ -260,8 +271,8 @@ def generate(
         eta, outer_eta: inner and outer DDIM η (0.85 and 0, as Elata et al.).
         seed, generator: ``torch.Generator`` s (one per image) seeded ``seed + i`` unless given.
         budget_nfe, deadline_s: the nested sampler's budget and deadline policies.
-        dtype: of the latents the sampler works on (float32; the network runs in its own dtype).
-        torch_dtype, device: for loading a folder given as ``prior``.
+        torch_dtype, device: for loading a folder given as ``prior`` (as diffusers'
+            ``torch_dtype``); the sampler's latents are float32 whatever the network's dtype.
         callback: called with each :class:`GeneratedStep` as it arrives.
 
     Returns:
@@ -271,18 +282,20 @@ def generate(
 
     >>> import tempfile
     >>> import nested_inverse as ni
+    >>> from nested_inverse.priors.tiny import save_tiny_dit
     >>> folder = tempfile.TemporaryDirectory()
-    >>> prior = ni.load_latent_pipeline(ni.priors.save_tiny_dit(folder.name))
+    >>> prior = ni.load_latent_pipeline(save_tiny_dit(folder.name))
     >>> out = ni.generate(prior, class_label=3, outer_steps=2, inner_steps=3, height=16, width=16)
     >>> out.images.shape, out.nfe, out.network_images, [s.nfe for s in out.steps]
     (torch.Size([1, 3, 16, 16]), 6, 12, [0, 3, 6])
     """
+    _refuse_removed(removed, "generate")
     started = time.perf_counter()
     run = generation_run(
         prior, prompt, class_label=class_label, negative_prompt=negative_prompt,
         guidance_scale=guidance_scale, outer_steps=outer_steps, inner_steps=inner_steps,
         num_images=num_images, height=height, width=width, eta=eta, outer_eta=outer_eta, seed=seed,
-        generator=generator, budget_nfe=budget_nfe, deadline_s=deadline_s, dtype=dtype,
+        generator=generator, budget_nfe=budget_nfe, deadline_s=deadline_s,
         torch_dtype=torch_dtype, device=device)
     steps = []
     for step in run:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from operators.random import Generators
 
-from .anytime import AnytimeResult, AnytimeRun, StopOnly, run_to_end
+from .anytime import AnytimeResult, AnytimeRun, StopCheck, StopOnly, run_to_end
 from .planning import Allowance, keep_evenly, plan_budget
 from .priors import Prior
 from .solvers.base import Solver, ddim_step, unit_interval
@@ -149,15 +149,17 @@ class NestedSampler:
         generator: Generators = None,
         budget_nfe: int | None = None,
         deadline_s: float | None = None,
+        stop: StopCheck | None = None,
     ) -> Tensor:
         """The final restoration ``[B, C, H, W]`` (model range); arguments as for :meth:`iterate`."""
-        return run_to_end(self.iterate(generator, budget_nfe, deadline_s))[-1].image
+        return run_to_end(self.iterate(generator, budget_nfe, deadline_s, stop))[-1].image
 
     def iterate(
         self,
         generator: Generators = None,
         budget_nfe: int | None = None,
         deadline_s: float | None = None,
+        stop: StopCheck | None = None,
     ) -> AnytimeRun:
         """Run, yielding :class:`AnytimeResult`: ``A†y`` at 0 evaluations, then one per outer step.
 
@@ -185,8 +187,13 @@ class NestedSampler:
         abandoned and, if at least one evaluation still fits, a shorter final inner run is made
         from the same outer state. No result is ever delivered after the deadline; the run ends at
         most one evaluation after it.
+
+        Stop check (``stop``, e.g. ``threading.Event().is_set``): asked before every network
+        evaluation; once true, the inner run in progress is abandoned and the run ends, the latest
+        delivered result standing, as after :class:`~nested_inverse.guidance.Stop` (a run stopped
+        after ``k`` evaluations has made exactly ``k``).
         """
-        session = _Session(self, generator, Allowance(budget_nfe, deadline_s))
+        session = _Session(self, generator, Allowance(budget_nfe, deadline_s), stop)
         return AnytimeRun(self._outer_loop(session), session)
 
     def _outer_loop(self, run: _Session) -> Iterator[AnytimeResult]:
@@ -208,7 +215,8 @@ class NestedSampler:
                 x = self._outer_step(x, tau, shown.image, pending[0], generator)
             tau = pending.pop(0)
             x0 = run.inner(x, tau, steps)
-            if x0 is None:  # abandoned for the deadline: one shorter, last run from the same state
+            if x0 is None and not run.stopped:
+                # abandoned for the deadline: one shorter, last run from the same state
                 steps = int(min(run.allowance.remaining(), steps - 1))
                 x0 = run.inner(x, tau, steps) if steps >= 1 else None
                 pending = []
@@ -235,8 +243,9 @@ class _Session(StopOnly):
     """One nested run as the guidance commands see it: the latest result, the inner steps to
     use, the ledger, and the inner runs (also for ``Resample``)."""
 
-    def __init__(self, sampler: NestedSampler, generator: Generators, allowance: Allowance) -> None:
-        super().__init__()
+    def __init__(self, sampler: NestedSampler, generator: Generators, allowance: Allowance,
+                 stop: StopCheck | None = None) -> None:
+        super().__init__(stop)
         self.sampler = sampler
         self.generator = generator
         self.allowance = allowance
@@ -244,7 +253,9 @@ class _Session(StopOnly):
         self.last_inner = sampler.inner_steps
 
     def inner(self, x: Tensor, tau: int, steps: int) -> Tensor | None:
-        """One inner run from ``(x, τ)``: its x̂0, or None when abandoned for the deadline."""
+        """One inner run from ``(x, τ)``: its x̂0, or None when abandoned for the deadline or a
+        stop (checked before each evaluation after the first: the first was asked for by the
+        caller's ``next`` or command, which looked at the stop check itself)."""
         solver = self.sampler.solver
         timesteps = solver.timesteps(tau, steps)
         total = sum(solver.evaluations(t) for t in timesteps)
@@ -253,7 +264,8 @@ class _Session(StopOnly):
         try:
             for state in solver.iterate(x_t=x, timesteps=timesteps, generator=self.generator):
                 used = state.nfe
-                if self.allowance.overshoots(started, used, total):
+                if state.t >= 0 and (self.stopped or self.allowance.overshoots(started, used,
+                                                                                 total)):
                     return None
             return state.x_t
         finally:
@@ -280,6 +292,8 @@ class _Session(StopOnly):
             raise RuntimeError(f"no evaluations left for `Resample` (budget_nfe={a.budget_nfe}, "
                                f"deadline_s={a.deadline_s}, spent {a.nfe})")
         x0 = self.inner(shown.x_t, shown.t, steps)
+        if x0 is None and self.stopped:  # the previous result stands; the run ends at `next`
+            return shown
         if x0 is None:
             raise RuntimeError("`Resample` abandoned: the deadline came first; the previous result "
                                "stands")

@@ -17,7 +17,7 @@ import torch
 
 from operators.random import Generators
 
-from .anytime import AnytimeRun, VanillaSampler
+from .anytime import AnytimeRun, StopCheck
 from .errors import UsageError
 from .nested import NestedSampler
 from .planning import DEADLINE_MARGIN, auto_split, nested_defaults
@@ -26,6 +26,7 @@ from .memory import plan_memory
 from .priors.tiled import TiledPrior, check_tile, tiled_for
 from .problem import Problem
 from .solvers.base import Solver, unit_interval
+from .vanilla import VanillaSampler
 
 __all__ = ["DEFAULT_BUDGET", "SamplerConfig", "budget_for_deadline"]
 
@@ -158,11 +159,13 @@ class SamplerConfig:
 
     def run(
         self, prior: Prior, problem: Problem, generator: Generators = None,
-        deadline_s: float | None = None,
+        deadline_s: float | None = None, stop: StopCheck | None = None,
     ) -> AnytimeRun:
-        """The anytime stream of this configuration on ``problem``, within ``budget_nfe``."""
+        """The anytime stream of this configuration on ``problem``, within ``budget_nfe``, ending
+        before the next evaluation once ``stop()`` is true."""
         return self.sampler(self.solver(prior, problem)).iterate(
-            generator, budget_nfe=None if self.vanilla else self.budget_nfe, deadline_s=deadline_s)
+            generator, budget_nfe=None if self.vanilla else self.budget_nfe, deadline_s=deadline_s,
+            stop=stop)
 
     def describe(self) -> dict[str, Any]:
         """What records and ``run.json`` hold (``outer_eta``, ``budget_nfe`` and ``split`` only

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import operators
-from nested_inverse import (DDNM, Edit, GaussianMixturePrior, NestedSampler, Resample, Stop,
+from nested_inverse import (DDNM, CountingPrior, Edit, GaussianMixturePrior, NestedSampler, Resample, Stop,
                             VanillaSampler)
 from nested_inverse.anytime import run_to_end
 
@@ -64,3 +64,23 @@ def test_vanilla_rejects_bad_arguments():
         VanillaSampler(PRIOR, 2)
     with pytest.raises(ValueError, match="`budget_nfe` must be an integer >= 1"):
         VanillaSampler(DDNM(PRIOR, OP, Y), 2).iterate(budget_nfe=0)
+
+
+def test_vanilla_stop_check_true_after_k_evaluations_makes_exactly_k():
+    counting = CountingPrior(PRIOR)
+    results = run_to_end(VanillaSampler(DDNM(counting, OP, Y), 6).iterate(
+        _gens(), stop=lambda: counting.nfe >= 2))
+    assert counting.nfe == 2 and [r.nfe for r in results] == [0, 1, 2]
+    assert VanillaSampler(DDNM(counting, OP, Y), 6).sample(stop=lambda: True).shape == (2, 1, 2, 2)
+    assert counting.nfe == 2
+
+
+def test_vanilla_sampler_lives_beside_nested_and_its_old_place_warns():
+    import nested_inverse.anytime as anytime
+    from nested_inverse.vanilla import VanillaSampler as moved
+
+    assert moved is VanillaSampler
+    with pytest.warns(DeprecationWarning, match="moved to `nested_inverse.vanilla"):
+        assert anytime.VanillaSampler is moved
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        anytime.Nothing

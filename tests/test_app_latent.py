@@ -12,7 +12,8 @@ import torch
 from nested_inverse.app import GENERATE, Session, Settings, read_named
 from nested_inverse.errors import UsageError
 from nested_inverse.guidance import Edit, Resample, SetInnerSteps
-from nested_inverse.priors import load_latent_pipeline, save_tiny_dit, save_tiny_sd
+from nested_inverse.priors import load_latent_pipeline
+from nested_inverse.priors.tiny import save_tiny_dit, save_tiny_sd
 
 SIZE = 16
 

@@ -10,7 +10,8 @@ from PIL import Image
 
 import nested_inverse as ni
 from nested_inverse.cli import main
-from nested_inverse.priors import LatentDiffusionPrior, load_prior, save_tiny_sd
+from nested_inverse.priors import LatentDiffusionPrior, load_prior
+from nested_inverse.priors.tiny import save_tiny_sd
 
 COFFEE = str(ni.images_dir() / "coffee.png")
 

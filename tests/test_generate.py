@@ -10,7 +10,8 @@ import torch
 import nested_inverse as ni
 from nested_inverse import DDIM, Edit, NestedSampler, Resample, Stop
 from nested_inverse.cli import main
-from nested_inverse.priors import load_latent_pipeline, save_tiny_dit, save_tiny_sd
+from nested_inverse.priors import load_latent_pipeline
+from nested_inverse.priors.tiny import save_tiny_dit, save_tiny_sd
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,11 @@ def test_bad_requests_name_the_argument(sd, dit):
         ni.generate(sd, ["a", "b", "c"], num_images=2, height=16, width=16)
     with pytest.raises(ValueError, match=r"`prompt` was given but `prior` is already conditioned"):
         ni.generate(sd.conditioned(prompt="a"), "b", height=16, width=16)
+    for call in (ni.generate, ni.generation_run):  # one dtype argument, as diffusers
+        with pytest.raises(TypeError, match=r"takes no `dtype`: pass `torch_dtype`"):
+            call(sd, "a cat", height=16, width=16, dtype=torch.float64)
+        with pytest.raises(TypeError, match=r"unexpected keyword argument 'inner'"):
+            call(sd, "a cat", height=16, width=16, inner=3)
 
 
 def test_cli_generate_writes_image_strip_and_record(folders, tmp_path, capsys):

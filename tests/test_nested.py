@@ -408,3 +408,39 @@ def test_nested_with_an_approximate_inner_solver_lands_near_the_posterior(prior,
     to_prior = sliced_wasserstein(reference, prior.sample(n, gen(14)), generator=gen(12))
     # Measured with DDNM: 0.044 against 1.19 for the prior.
     assert distance < 0.15 * to_prior
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 7])
+def test_a_stop_check_true_after_k_evaluations_makes_exactly_k(fast, k):
+    counting = CountingPrior(fast)
+    op, y = problem_fast(fast)
+    sampler = NestedSampler(DDNM(counting, op, y), 5, 2)
+    results = list(sampler.iterate(gen(), stop=lambda: counting.nfe >= k))
+    assert counting.nfe == k
+    # the finished outer steps stand; an inner run cut short delivers nothing
+    assert [(r.outer_step, r.nfe) for r in results] == [(i, 2 * i) for i in range(k // 2 + 1)]
+    full = list(NestedSampler(DDNM(fast, op, y), 5, 2).iterate(gen()))
+    torch.testing.assert_close(results[-1].image, full[k // 2].image, rtol=0, atol=0)
+
+
+def test_a_stop_check_true_from_the_start_gives_only_the_first_result(fast):
+    counting = CountingPrior(fast)
+    op, y = problem_fast(fast)
+    sampler = NestedSampler(DDNM(counting, op, y), 3, 2)
+    x = sampler.sample(gen(), stop=lambda: True)
+    assert counting.nfe == 0 and torch.equal(x, sampler.solver.initial_estimate)
+    with pytest.raises(ValueError, match="`stop` must be a callable"):
+        sampler.iterate(stop=True)
+
+
+def test_a_stop_during_resample_keeps_the_previous_result(fast):
+    counting = CountingPrior(fast)
+    op, y = problem_fast(fast)
+    after = []  # the evaluation count from which the check answers True (none: never)
+    run = NestedSampler(DDNM(counting, op, y), 3, 4).iterate(
+        gen(), stop=lambda: bool(after) and counting.nfe >= after[0])
+    next(run)
+    shown = next(run)
+    after.append(counting.nfe + 1)  # true after the Resample's first evaluation
+    assert run.send(Resample()) is shown and counting.nfe == 5
+    assert list(run) == []

@@ -15,10 +15,8 @@ from nested_inverse.priors import (
     alphas_cumprod_from_schedule,
     guide,
     load_latent_pipeline,
-    save_tiny_dit,
-    save_tiny_sd,
 )
-from nested_inverse.priors.tiny import TINY_NUM_CLASSES
+from nested_inverse.priors.tiny import TINY_NUM_CLASSES, save_tiny_dit, save_tiny_sd
 
 
 @pytest.fixture(scope="module")

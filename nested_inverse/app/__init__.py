@@ -14,7 +14,7 @@ Everything but ``page`` works without Gradio, so the handlers are tested without
 
 from .inputs import Source, named_images, read_image, read_mask, read_named
 from .job import GENERATE, INPAINT_MASK, Job, Settings, prepare
-from .session import Cancelled, Frame, Session, Sessions
+from .session import Frame, Session, Sessions
 
-__all__ = ["Cancelled", "Frame", "GENERATE", "INPAINT_MASK", "Job", "Session", "Sessions",
+__all__ = ["Frame", "GENERATE", "INPAINT_MASK", "Job", "Session", "Sessions",
            "Settings", "Source", "named_images", "prepare", "read_image", "read_mask", "read_named"]

@@ -5,7 +5,7 @@ every outer step, then a last one with the downloads. The buttons call :meth:`Se
 :meth:`Session.command`, :meth:`Session.pause` and :meth:`Session.resume` from other threads; the
 guidance commands wait in an inbox and are sent into the run by the streaming thread between outer
 steps (an :class:`~nested_inverse.AnytimeRun` is not to be driven from two threads). Stop does not
-wait for the step in progress: the prior the run sees raises :class:`Cancelled` at its next
+wait for the step in progress: the run's stop check (``iterate(stop=...)``) ends it before its next
 evaluation, and the result on the page, the latest delivered, is the final one.
 
 Nothing here imports Gradio; :mod:`nested_inverse.app.page` lays the page out around it.
@@ -34,51 +34,16 @@ from ..generate import LatentStream
 from ..guidance import Edit, Resample, SetInnerSteps, Stop
 from ..imageio import to_model_range
 from ..priors import Prior
-from ..solvers.latent import is_latent_prior
 from .inputs import Source
 from .job import Job, Settings, prepare
 from .record import write_outputs
 
-__all__ = ["Cancelled", "Frame", "Session", "Sessions"]
+__all__ = ["Frame", "Session", "Sessions"]
 
 log = logging.getLogger(__name__)
 
 _RESUME = object()  # the inbox's "continue" (after a pause)
 _WAIT_S = 0.1  # how often a paused run looks at its inbox and the stop flag
-
-
-class Cancelled(Exception):
-    """Raised inside a run's network evaluation once its tab pressed Stop or closed."""
-
-
-class _Interruptible:
-    """The prior as a run sees it: each evaluation first checks the run's stop flag, so Stop and a
-    closed tab end the run within one evaluation instead of after the outer step in progress."""
-
-    def __init__(self, prior: Prior, stop: threading.Event) -> None:
-        self.prior = prior
-        self.alphas_cumprod = prior.alphas_cumprod
-        self.stop = stop
-
-    def predict(self, x_t: Tensor, t: int | Tensor) -> tuple[Tensor, Tensor]:
-        if self.stop.is_set():
-            raise Cancelled
-        return self.prior.predict(x_t, t)
-
-
-class _InterruptibleLatent(_Interruptible):
-    """:class:`_Interruptible` for a latent prior: ``decode`` and ``encode`` forwarded (not
-    interrupted: they are the decoder's, not network evaluations of the diffusion prior)."""
-
-    def decode(self, z: Tensor) -> Tensor:
-        return self.prior.decode(z)
-
-    def encode(self, x: Tensor) -> Tensor:
-        return self.prior.encode(x)
-
-
-def _interruptible(prior: Any, stop: threading.Event) -> _Interruptible:
-    return (_InterruptibleLatent if is_latent_prior(prior) else _Interruptible)(prior, stop)
 
 
 class _Decoded(LatentStream):
@@ -238,16 +203,17 @@ class Session:
 
     def _stream(self, job: Job) -> Iterator[Frame]:
         s = job.settings
-        prior = _interruptible(job.prior if job.latent else self.prior, self._stop)
+        prior, stop = job.prior if job.latent else self.prior, self._stop.is_set
         run = self._decoding(job, job.sampler(prior).iterate(job.generator(), budget_nfe=s.budget_nfe,
-                                                             deadline_s=s.deadline_s))
+                                                             deadline_s=s.deadline_s, stop=stop))
         vanilla = _Beside(self._decoding(job, job.sampler(prior, vanilla=True)
-                                         .iterate(job.generator()))) if s.compare_vanilla else None
+                                         .iterate(job.generator(), stop=stop))) \
+            if s.compare_vanilla else None
         started = time.perf_counter()
         trajectory: list[AnytimeResult] = []
         guidance: list[dict[str, Any]] = []
         try:
-            for result in _until_cancelled(run):
+            for result in run:
                 trajectory.append(result)
                 yield self._frame(trajectory, vanilla, f"running: {caption(result)}")
                 yield from self._between_steps(run, trajectory, vanilla, guidance)
@@ -303,12 +269,11 @@ class Session:
         name = type(command).__name__
         try:
             result = run.send(command)
-        except Cancelled:
-            self._stop.set()
-            return self._frame(trajectory, vanilla, "stopping")
         except (ValueError, RuntimeError) as err:
             return self._frame(trajectory, vanilla, f"running: {caption(trajectory[-1])}",
                                message=f"{name} refused: {err}")
+        if self._stop.is_set():  # stopped during a Resample: the previous result stands
+            return self._frame(trajectory, vanilla, "stopping")
         trajectory[-1] = result
         entry: dict[str, Any] = {"command": name, "outer_step": result.outer_step,
                                  "nfe": result.nfe}
@@ -339,12 +304,11 @@ class Session:
             self._stop = threading.Event()
         try:
             job = self.job
-            prior = _interruptible(job.prior if job.latent else self.prior, self._stop)
+            prior = job.prior if job.latent else self.prior
             stack = [_to01(self.last.current.image)]
             for index in range(1, samples):
-                try:
-                    x = job.sampler(prior).sample(job.generator(index))
-                except Cancelled:
+                x = job.sampler(prior).sample(job.generator(index), stop=self._stop.is_set)
+                if self._stop.is_set():  # the sample was cut short: not one of the posterior's
                     return
                 if job.latent:
                     with torch.no_grad():
@@ -357,16 +321,6 @@ class Session:
 
 def _to01(x: Tensor) -> Tensor:
     return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
-
-
-def _until_cancelled(run: AnytimeRun) -> Iterator[AnytimeResult]:
-    """The run's results until it ends or its prior raises :class:`Cancelled` (the step in
-    progress is then dropped; the latest delivered result stands)."""
-    while True:
-        try:
-            yield next(run)
-        except (StopIteration, Cancelled):
-            return
 
 
 class _Beside:
@@ -386,7 +340,7 @@ class _Beside:
                     return self.latest
                 try:
                     self._next = next(self.run)
-                except (StopIteration, Cancelled):
+                except StopIteration:
                     self._ended = True
                     return self.latest
             if self._next.nfe > nfe:

@@ -9,7 +9,8 @@ exact Gaussian mixture, and training the bundled default.
 - :class:`LatentDiffusionPrior` (``latent.py``): Stable Diffusion / DiT latents with their VAE, a
   :class:`LatentPrior`; :meth:`~LatentDiffusionPrior.conditioned` binds a prompt or class with
   classifier-free guidance (``conditional.py``); :func:`load_latent_pipeline` (``pipelines.py``)
-  reads a pipeline folder; ``tiny.py`` writes tiny random ones for tests.
+  reads a pipeline folder; ``tiny.py`` writes tiny random ones for tests (test scaffolding:
+  imported by its module path, not exported here).
 - :class:`TiledPrior` (``tiled.py``): any pixel prior on overlapping, cross-faded tiles, so an
   image of any size costs one tile batch of network memory.
 - :class:`GaussianMixturePrior` (``gmm.py``): exact denoiser and posterior, the yardstick.
@@ -27,13 +28,12 @@ from .latent import LatentDiffusionPrior
 from .linear_latent import LinearDecoder, LinearLatentPrior
 from .loading import load_prior
 from .pipelines import load_latent_pipeline
-from .protocol import CountingPrior, LatentPrior, Prior
+from .protocol import CountingPrior, LatentPrior, Prior, is_latent_prior
 from .schedule import alphas_cumprod_from_schedule, linear_alphas_cumprod
 from .tiled import TiledPrior
-from .tiny import save_tiny_dit, save_tiny_sd
 from .training import train_prior
 
 __all__ = ["Condition", "CountingPrior", "DiffusionPrior", "GaussianMixturePrior", "GuidedLatentPrior",
            "LatentDiffusionPrior", "LatentPrior", "LinearDecoder", "LinearLatentPrior", "Prior",
-           "TiledPrior", "alphas_cumprod_from_schedule", "guide", "linear_alphas_cumprod", "load_latent_pipeline",
-           "load_prior", "save_tiny_dit", "save_tiny_sd", "train_prior"]
+           "TiledPrior", "alphas_cumprod_from_schedule", "guide", "is_latent_prior", "linear_alphas_cumprod", "load_latent_pipeline",
+           "load_prior", "train_prior"]

@@ -92,7 +92,8 @@ class LatentDiffusionPrior(nn.Module):
     Example (a tiny random pipeline, so the numbers mean nothing):
 
     >>> import tempfile
-    >>> from nested_inverse.priors import load_latent_pipeline, save_tiny_dit
+    >>> from nested_inverse.priors import load_latent_pipeline
+    >>> from nested_inverse.priors.tiny import save_tiny_dit
     >>> folder = tempfile.TemporaryDirectory()  # removed when it is garbage-collected
     >>> prior = load_latent_pipeline(save_tiny_dit(folder.name))
     >>> prior.kind, prior.num_classes, prior.latent_shape(2, 16, 16)

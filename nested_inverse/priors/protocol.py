@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["CountingPrior", "LatentPrior", "Prior", "wrapped_priors"]
+__all__ = ["CountingPrior", "LatentPrior", "Prior", "is_latent_prior", "wrapped_priors"]
 
 
 @runtime_checkable
@@ -45,6 +45,12 @@ class LatentPrior(Prior, Protocol):
     def decode(self, z: Tensor) -> Tensor: ...
 
     def encode(self, x: Tensor) -> Tensor: ...
+
+
+def is_latent_prior(prior: Any) -> bool:
+    """Whether ``prior`` works in a latent space (has ``decode`` and ``encode``: a
+    :class:`LatentPrior`)."""
+    return isinstance(prior, LatentPrior)
 
 
 class CountingPrior:
@@ -87,7 +93,7 @@ class CountingPrior:
 
 def wrapped_priors(prior: Any, depth: int = 8) -> Iterator[Any]:
     """``prior``, then the prior it wraps (a wrapper keeps it as ``.prior``: :class:`CountingPrior`,
-    a tiled or interruptible prior), and so on, at most ``depth`` deep (never a cycle)."""
+    a tiled prior), and so on, at most ``depth`` deep (never a cycle)."""
     for _ in range(depth):
         if prior is None:
             return

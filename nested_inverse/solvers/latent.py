@@ -17,14 +17,10 @@ from torch import Tensor
 from operators import LinearOperator
 
 from ..priors import LatentPrior, Prior
+from ..priors.protocol import is_latent_prior  # noqa: F401  (its old home, still imported from here)
 from .base import InverseSolver
 
-__all__ = ["LatentInverseSolver", "is_latent_prior"]
-
-
-def is_latent_prior(prior: Prior) -> bool:
-    """Whether ``prior`` works in a latent space (has ``decode`` and ``encode``)."""
-    return isinstance(prior, LatentPrior)
+__all__ = ["LatentInverseSolver"]
 
 
 class LatentInverseSolver(InverseSolver):

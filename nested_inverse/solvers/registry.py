@@ -26,13 +26,14 @@ from importlib import metadata
 from typing import Any
 
 from ..priors import Prior
+from ..priors.protocol import is_latent_prior
 from .base import Solver
 from .daps import DAPS
 from .ddnm import DDNM
 from .ddrm import DDRM
 from .diffpir import DiffPIR
 from .dps import DPS
-from .latent import LatentInverseSolver, is_latent_prior
+from .latent import LatentInverseSolver
 from .pigdm import PiGDM
 from .psld import PSLD, LatentDPS
 
