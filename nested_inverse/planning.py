@@ -2,18 +2,20 @@
 
 :class:`Allowance` is the ledger of one run (evaluations and seconds spent, what is left);
 :func:`plan_budget` decides how the remaining evaluations are spread over the remaining outer
-steps of a nested run; :func:`keep_evenly` picks which outer timesteps survive a cut.
+steps of a nested run; :func:`keep_evenly` picks which outer timesteps survive a cut;
+:func:`planned_nfe` replays that policy to say how many evaluations a run will make.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 
 __all__ = ["AUTO_MIN_INNER", "AUTO_OUTER_STEPS", "DEADLINE_MARGIN", "MIN_INNER_STEPS", "Allowance", "auto_split",
-           "keep_evenly", "nested_defaults", "plan_budget"]
+           "keep_evenly", "nested_defaults", "plan_budget", "planned_nfe"]
 
 #: the fewest inner evaluations the budget policy shrinks an inner run to before dropping outer
 #: steps (one evaluation from a large τ gives only a blurry x̂0).
@@ -112,6 +114,35 @@ def keep_evenly(pending: list[int], keep: int, first_fixed: bool) -> list[int]:
         return pending[:1] if first_fixed else pending[-1:]
     idx = torch.linspace(0, len(pending) - 1, keep, dtype=torch.float64).round().long().tolist()
     return [pending[i] for i in dict.fromkeys(idx)]
+
+
+def planned_nfe(
+    outer: Sequence[int], inner_steps: int, budget_nfe: float, run_nfe: Callable[[int, int], int]
+) -> int:
+    """Evaluations a nested run over the outer timesteps ``outer`` makes without a deadline.
+
+    The budget policy of :meth:`~nested_inverse.NestedSampler.iterate` replayed: before each outer
+    step :func:`plan_budget` on what is left, :func:`keep_evenly` on the pending timesteps, then an
+    inner run from ``τ`` of ``steps`` evaluations that really spends ``run_nfe(τ, steps)``
+    (fewer when ``[τ, 1]`` holds fewer timesteps; the rest flows to later runs). This is the true
+    total of a progress bar: ``K·I`` and ``budget_nfe`` are only upper bounds.
+
+    Example:
+        >>> run = lambda tau, steps: min(tau, steps)  # one evaluation per integer of [τ, 1]
+        >>> planned_nfe([999, 749, 500, 250], 100_000, math.inf, run)  # 999 + 749 + 500 + 250
+        2498
+        >>> planned_nfe([999, 749, 500, 250], 5, 20, run)
+        20
+    """
+    pending, spent, first = list(outer), 0, True
+    while pending:
+        keep, steps = plan_budget(budget_nfe - spent, len(pending), inner_steps)
+        if keep == 0:
+            break
+        # the first outer state sits at pending[0] already, as in the sampler's loop
+        pending, first = keep_evenly(pending, keep, first_fixed=first), False
+        spent += run_nfe(pending.pop(0), steps)
+    return spent
 
 
 class Allowance:

@@ -7,6 +7,7 @@ stream's source (:class:`~nested_inverse.NestedSampler` or :class:`~nested_inver
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -19,8 +20,8 @@ from operators.random import Generators
 
 from .anytime import AnytimeRun, StopCheck
 from .errors import UsageError
-from .nested import NestedSampler
-from .planning import DEADLINE_MARGIN, auto_split, nested_defaults
+from .nested import NestedSampler, outer_timesteps
+from .planning import DEADLINE_MARGIN, auto_split, nested_defaults, planned_nfe
 from .priors import LatentPrior, Prior
 from .memory import plan_memory
 from .priors.tiled import TiledPrior, check_tile, tiled_for
@@ -32,6 +33,8 @@ __all__ = ["DEFAULT_BUDGET", "SamplerConfig", "budget_for_deadline"]
 
 #: network evaluations per image when a nested or vanilla run is given no budget.
 DEFAULT_BUDGET = 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,6 +64,8 @@ class SamplerConfig:
         auto: whether ``outer``/``inner`` (and defaults in ``method_args``) came from the policy
             (set by the config itself).
         budget_default: whether ``budget_nfe`` was left unset (a deadline may then choose it).
+        planned: the evaluations the run will make (without a deadline), set by :meth:`solver`
+            once the prior's schedule is known; :attr:`budget` is then that number.
 
     Example:
         >>> SamplerConfig(method="ddnm", outer=2, inner=3).budget
@@ -86,6 +91,7 @@ class SamplerConfig:
     tile: int | None = None
     auto: bool = field(default=False, init=False)
     budget_default: bool = field(default=False, init=False)
+    planned: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.sigma_y, (int, float)) and math.isfinite(self.sigma_y)
@@ -124,7 +130,11 @@ class SamplerConfig:
 
     @property
     def budget(self) -> int:
-        """Network evaluations per image (at most; fewer when a timestep interval is short)."""
+        """Network evaluations per image: the ones the run will make once :meth:`solver` has met
+        the schedule (a progress bar's total), before that an upper bound (fewer come when a
+        timestep interval is short)."""
+        if self.planned is not None:
+            return self.planned
         if self.vanilla:
             return self.steps
         return min(self.outer * self.inner, self.budget_nfe or self.outer * self.inner)
@@ -149,7 +159,49 @@ class SamplerConfig:
                            prior=prior, device=problem.y.device)
         if isinstance(prior, TiledPrior):
             prior.tile_batch = plan.tile_batch
-        return solvers.make(self.method, prior, problem, **self.method_args)
+        solver = solvers.make(self.method, prior, problem, **self.method_args)
+        self._fit_schedule(solver)
+        return solver
+
+    def _fit_schedule(self, solver: Solver) -> None:
+        """Set :attr:`planned`, the evaluations the run makes on ``solver``'s schedule, and say
+        (once per configuration) where a request asks for more than the schedule can spend.
+
+        A run from ``τ`` makes at most one evaluation per timestep of ``[τ, 1]`` (999 from the
+        top of a 1000-step schedule), so ``steps``/``inner`` beyond that and a budget beyond what
+        the outer steps can spend give the same run as the cap: said, not refused, and the
+        progress total is the true one, not an ETA of hours for a run of minutes.
+        """
+        T = solver.num_timesteps
+
+        def run_nfe(tau: int, steps: int) -> int:
+            return sum(solver.evaluations(t) for t in solver.timesteps(tau, steps))
+
+        warn = self.planned is None  # a dataset run builds one solver per image: say it once
+        if self.vanilla:
+            self.planned = run_nfe(T - 1, self.steps)
+            if warn and self.planned < self.steps:
+                log.warning("`steps`=%d is more than the %d-step schedule allows: a run from "
+                            "t=%d makes at most %d evaluations; running %d", self.steps, T, T - 1,
+                            self.planned, self.planned)
+            return
+        try:
+            taus = outer_timesteps(T, self.outer)
+        except ValueError as err:
+            raise UsageError(f"`outer`={self.outer} must lie in [1, {T - 1}] for a schedule of "
+                             f"{T} timesteps") from err
+        most = run_nfe(taus[0], self.inner)
+        unlimited = planned_nfe(taus, self.inner, math.inf, run_nfe)
+        self.planned = planned_nfe(taus, self.inner, self.budget_nfe or math.inf, run_nfe)
+        if warn and most < self.inner and not self.auto:  # the policy's: the budget's warning
+            log.warning("`inner`=%d is more than the %d-step schedule allows: an inner run from "
+                        "t=%d makes at most %d evaluations", self.inner, T, taus[0], most)
+        if warn and self.budget_nfe is not None and unlimited < min(self.budget_nfe,
+                                                                    self.outer * self.inner):
+            log.warning("`budget_nfe`=%d is more than %d outer steps can spend on the %d-step "
+                        "schedule (inner runs from t=%d down to t=%d): at most %d evaluations; "
+                        "running %d", self.budget_nfe, self.outer, T, taus[0], taus[-1],
+                        unlimited, self.planned)
 
     def sampler(self, solver: Solver) -> NestedSampler | VanillaSampler:
         """Nested ``outer × inner`` around ``solver``, or ``solver`` alone for ``steps``."""

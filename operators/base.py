@@ -8,8 +8,9 @@ SVD when there is one and by conjugate gradients on the normal equations otherwi
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -83,6 +84,35 @@ def conjugate_gradient(
     return x
 
 
+def _check_finite(t: object, name: str, owner: str, accepts: str) -> None:
+    """``ValueError`` naming ``name`` and how many of its values are NaN or inf.
+
+    One reduction to a scalar is ~10× cheaper than ``isfinite`` over the image; only a non-finite
+    sum (NaN/inf inside, or finite values that overflow) looks closer.
+    """
+    if (isinstance(t, Tensor) and t.is_floating_point() and t.device.type != "meta"
+            and not bool(torch.isfinite(t.sum()))):
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"`{name}` contains {bad} NaN or inf values; {owner} accepts "
+                             f"{accepts}")
+
+
+def _finite_observation(pinv: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``pinv`` that first checks its ``y`` is finite (``A†`` of an inf is inf or NaN everywhere
+    it reaches, silently)."""
+    if getattr(pinv, "checks_finite", False):
+        return pinv
+
+    @functools.wraps(pinv)
+    def checked(self: LinearOperator, y: Tensor, *args: object, **kwargs: object) -> Tensor:
+        _check_finite(y, "y", f"{type(self).__name__}.pinv", "finite observations")
+        return pinv(self, y, *args, **kwargs)
+
+    checked.checks_finite = True  # type: ignore[attr-defined]
+    return checked
+
+
 class LinearOperator(nn.Module, ABC):
     r"""A linear degradation ``y = A x`` acting on image batches ``x: [B, C, H, W]``.
 
@@ -104,7 +134,8 @@ class LinearOperator(nn.Module, ABC):
 
     Calling the operator, ``op(x)``, checks once that ``x`` is finite (``ValueError`` naming how
     many values are NaN or inf); ``forward`` itself does not, so the solvers' inner loops and
-    compositions pay for one check per call at most.
+    compositions pay for one check per call at most. :meth:`pinv` checks its ``y`` the same way,
+    in every subclass that overrides it too (wrapped once, by ``__init_subclass__``).
 
     Example:
         >>> import torch, operators
@@ -119,6 +150,11 @@ class LinearOperator(nn.Module, ABC):
 
     cg_tol: float = 1e-6
     cg_max_iter: int = 1000
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "pinv" in cls.__dict__:  # an override (a closed form) keeps the input check
+            cls.pinv = _finite_observation(cls.__dict__["pinv"])
 
     def __init__(self, image_shape: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -148,6 +184,7 @@ class LinearOperator(nn.Module, ABC):
         _, vjp = torch.func.vjp(self.forward, x0)
         return vjp(y)[0]
 
+    @_finite_observation
     def pinv(self, y: Tensor) -> Tensor:
         """``A† y``: the minimum-norm least-squares solution of ``A x = y``."""
         svd = self.svd()
@@ -182,14 +219,7 @@ class LinearOperator(nn.Module, ABC):
         )
 
     def __call__(self, x: Tensor) -> Tensor:
-        # One reduction to a scalar is ~10× cheaper than isfinite over the image; only a
-        # non-finite sum (NaN/inf inside, or finite values that overflow) looks closer.
-        if (isinstance(x, Tensor) and x.is_floating_point() and x.device.type != "meta"
-                and not bool(torch.isfinite(x.sum()))):
-            bad = int((~torch.isfinite(x)).sum())
-            if bad:
-                raise ValueError(f"`x` contains {bad} NaN or inf values; {type(self).__name__} "
-                                 "accepts finite images [B, C, H, W]")
+        _check_finite(x, "x", type(self).__name__, "finite images [B, C, H, W]")
         return super().__call__(x)
 
     def __matmul__(self, other: LinearOperator) -> LinearOperator:

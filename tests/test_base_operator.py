@@ -82,3 +82,27 @@ def test_finite_input_whose_sum_overflows_is_accepted():
     op = operators.make("denoise", image_shape=(1, 2, 2))
     x = torch.full((1, 1, 2, 2), 3e38)  # finite float32 values; their sum is inf
     assert torch.equal(op(x), x)
+
+
+def test_a_users_own_pinv_checks_its_input_too(matrix):
+    class Halve(operators.LinearOperator):
+        def forward(self, x):
+            return 0.5 * x
+
+        def pinv(self, y):
+            return 2.0 * y
+
+    class Quarter(Halve):  # an override of an override: wrapped too
+        def forward(self, x):
+            return 0.5 * super().forward(x)
+
+        def pinv(self, y):
+            return 2.0 * super().pinv(y)
+
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    for op in (Halve(image_shape=(1, 2, 2)), Quarter(image_shape=(1, 2, 2))):
+        assert torch.equal(op.pinv(op(x)), x)
+        with pytest.raises(ValueError, match=r"`y` contains 1 NaN or inf values; \w+\.pinv"):
+            op.pinv(torch.tensor([[[[1.0, float("inf")], [0.0, 0.0]]]]))
+    big = torch.full((1, 1, 2, 2), 3e38)  # finite, though its sum overflows
+    assert torch.isfinite(Halve(image_shape=(1, 2, 2)).pinv(big / 2)).all()

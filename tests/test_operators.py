@@ -68,6 +68,16 @@ def test_svd(case):
     torch.testing.assert_close(svd.V(s * svd.Ut(y)), op.adjoint(y))
 
 
+def test_pinv_refuses_nan_or_inf(case):
+    # every closed-form pinv (eight overrides) and the CG fallback, through one wrapper
+    _, op, x, _ = case
+    y = op(x).clone()  # the identity's y is x itself, shared by the module's tests
+    y.view(-1)[[0, -1]] = torch.tensor([float("inf"), float("nan")], dtype=y.dtype)
+    with pytest.raises(ValueError, match=r"`y` contains 2 NaN or inf values; \w+\.pinv accepts "
+                                         r"finite observations"):
+        op.pinv(y)
+
+
 def test_float32_follows_input(case):
     _, op, x, _ = case
     x32 = x.float()

@@ -128,3 +128,86 @@ def test_the_deadline_probe_times_a_whole_solver_step_and_leaves_the_callers_rng
     assert torch.equal(torch.random.get_rng_state(), before)
     with pytest.raises(UsageError, match=r"`deadline_s`=0 must be > 0 seconds"):
         budget_for_deadline(solver, 0)
+
+
+@pytest.fixture
+def said(caplog, monkeypatch):
+    """The package's warnings, also after a command-line test in the same worker set up its own
+    handler without propagation."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("nested_inverse"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="nested_inverse")
+    return caplog
+
+
+def _gmm_problem():
+    prior = GaussianMixturePrior(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None],
+                                 event_shape=(1, 2, 2))
+    problem = Problem(torch.full((1, 1, 2, 2), 0.5, dtype=torch.float64),
+                      operators.make("inpaint-half", image_shape=(1, 2, 2)))
+    return prior, problem
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"budget_nfe": 20}, {"budget_nfe": 13}, {"outer": 3, "inner": 4},
+    {"outer": 3, "inner": 2, "budget_nfe": 5},  # the known gap: spends 4
+    {"outer": 4, "inner": 999, "budget_nfe": 3000},  # short late runs: leftovers flow on
+    {"outer": 2, "inner": 100_000}, {"budget_nfe": 100_000_000},
+    {"vanilla": True, "steps": 7}, {"vanilla": True, "steps": 99_999},
+    {"method": "daps", "method_args": {"ode_steps": 3}, "outer": 2, "inner": 10},
+])
+def test_the_planned_total_is_what_the_run_spends(kwargs):
+    # the progress bars of restore() and the shell show `budget` as their total
+    prior, problem = _gmm_problem()
+    config = SamplerConfig(**{"method": "ddnm", **kwargs})
+    spent = [r.nfe for r in config.run(prior, problem, torch.Generator().manual_seed(0))][-1]
+    assert config.budget == spent
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"vanilla": True, "steps": 99_999},
+     "`steps`=99999 is more than the 1000-step schedule allows: a run from t=999 makes at most "
+     "999 evaluations; running 999"),
+    ({"outer": 2, "inner": 100_000},
+     "`inner`=100000 is more than the 1000-step schedule allows: an inner run from t=999 makes "
+     "at most 999 evaluations"),
+    ({"budget_nfe": 100_000_000},
+     "`budget_nfe`=100000000 is more than 4 outer steps can spend on the 1000-step schedule "
+     "(inner runs from t=999 down to t=250): at most 2498 evaluations; running 2498"),
+])
+def test_requests_beyond_the_schedule_are_capped_with_a_message_once(kwargs, message, said):
+    import time
+
+    prior, problem = _gmm_problem()
+    config = SamplerConfig(method="ddnm", **kwargs)
+    start = time.perf_counter()
+    config.solver(prior, problem)
+    assert time.perf_counter() - start < 2.0  # no 25-million-entry list (measured 0.01 s)
+    assert [r.getMessage() for r in said.records] == [message]
+    config.solver(prior, problem)  # the next image of a dataset run: not said again
+    assert len(said.records) == 1
+
+
+def test_a_request_the_schedule_holds_says_nothing(said):
+    prior, problem = _gmm_problem()
+    for config in (SamplerConfig(budget_nfe=50), SamplerConfig(outer=4, inner=999),
+                   SamplerConfig(vanilla=True, steps=999)):
+        config.solver(prior, problem)
+    assert said.records == []
+
+
+def test_too_many_outer_steps_for_the_schedule_name_outer():
+    prior, problem = _gmm_problem()
+    with pytest.raises(UsageError, match=r"`outer`=1000 must lie in \[1, 999\] for a schedule of "
+                                         r"1000 timesteps"):
+        SamplerConfig(outer=1000, inner=2).solver(prior, problem)
+
+
+def test_the_shell_shows_the_cap_with_its_flag(capsys):
+    from nested_inverse.cli.common import setup_logging
+
+    setup_logging()  # as every command does
+    prior, problem = _gmm_problem()
+    SamplerConfig(vanilla=True, steps=5000).solver(prior, problem)
+    assert "`--steps`=5000 is more than the 1000-step schedule" in capsys.readouterr().err

@@ -51,6 +51,22 @@ def test_spaced_timesteps_deduplicates_but_keeps_the_order():
     assert spaced_timesteps(2, 100) == [2, 1]
 
 
+@pytest.mark.parametrize("t_start, t_end", [(999, 1), (10, 0), (3, 1), (1, 1)])
+def test_spaced_timesteps_beyond_the_interval_is_the_interval_without_a_big_grid(t_start, t_end):
+    import time
+
+    import torch
+
+    size = t_start - t_end + 1
+    for steps in (size, size + 1, 2 * size + 1, 7 * size):  # the uncapped grid, built here
+        grid = torch.linspace(t_start, t_end, steps, dtype=torch.float64).round().long().tolist()
+        assert spaced_timesteps(t_start, steps, t_end) == list(dict.fromkeys(grid))
+    start = time.perf_counter()
+    # 10**9 entries would take minutes and 8 GB; capped, it is the interval (measured 0.1 ms)
+    assert spaced_timesteps(t_start, 10**9, t_end) == list(range(t_start, t_end - 1, -1))
+    assert time.perf_counter() - start < 1.0
+
+
 @pytest.mark.parametrize("steps", [0, -1])
 def test_spaced_timesteps_rejects_fewer_than_one_step(steps):
     with pytest.raises(ValueError, match="`steps`"):
