@@ -32,6 +32,7 @@ from .guidance import Edit
 from .nested import NestedSampler
 from .priors.conditional import GuidedLatentPrior
 from .priors.latent import LatentDiffusionPrior
+from .service import display
 
 __all__ = ["GeneratedStep", "Generation", "GenerationRun", "generate", "generation_run"]
 
@@ -118,7 +119,7 @@ class GenerationRun(LatentStream, Iterator[GeneratedStep]):
         else:
             started = time.perf_counter()
             with torch.no_grad():
-                image = (self.prior.decode(result.image) / 2 + 0.5).clamp(0, 1)
+                image = display(self.prior, result.image).to(result.image.device)
             seconds = time.perf_counter() - started
         self.decode_s += seconds
         self.latest = GeneratedStep(image, result, self.prior.network_images - self._images0, seconds)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .. import solvers
 from ..errors import UsageError
-from ..anytime import VanillaSampler
+from ..vanilla import VanillaSampler
 from ..nested import NestedSampler
 from ..priors import Prior
 from ..problem import Problem

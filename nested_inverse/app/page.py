@@ -432,8 +432,8 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                                        height=240)
 
         loading = [canvas, upload, status, result, strip, downloads, photo, observed, reference]
-        upload.upload(on_upload, [upload], loading, concurrency_limit=None)
-        example.change(on_example, [example], loading, concurrency_limit=None)
+        loads = [upload.upload(on_upload, [upload], loading, concurrency_limit=None),
+                 example.change(on_example, [example], loading, concurrency_limit=None)]
         inputs = [canvas, mask_file, task, sigma_y, degraded, crop, max_side, method, outer, inner,
                   seed, budget, deadline, compare, prompt, negative, label, scale]
 
@@ -451,9 +451,11 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
                 return ""
 
         sizing = [canvas, task, degraded, crop, max_side, method, outer, inner, budget]
-        for box in sizing:
-            box.change(on_estimate, sizing, [estimated], concurrency_limit=None,
-                       show_progress="hidden")
+        # A new image (the canvas set by a handler) and every field that changes the size or the
+        # budget update the estimate.
+        for event in [*loads, *(box.change for box in sizing[1:])]:
+            then = event.then if hasattr(event, "then") else event
+            then(on_estimate, sizing, [estimated], concurrency_limit=None, show_progress="hidden")
         run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads, photo,
                                    observed, reference],
                   concurrency_limit=max_runs, concurrency_id="runs")

@@ -35,6 +35,7 @@ from ..guidance import Edit, Resample, SetInnerSteps, Stop
 from ..imageio import to_model_range
 from ..priors import Prior
 from .inputs import Source
+from ..service import display
 from .job import Job, Settings, prepare
 from .record import write_outputs
 
@@ -305,22 +306,15 @@ class Session:
         try:
             job = self.job
             prior = job.prior if job.latent else self.prior
-            stack = [_to01(self.last.current.image)]
+            stack = [display(None, self.last.current.image)]  # the page's results: decoded
             for index in range(1, samples):
                 x = job.sampler(prior).sample(job.generator(index), stop=self._stop.is_set)
                 if self._stop.is_set():  # the sample was cut short: not one of the posterior's
                     return
-                if job.latent:
-                    with torch.no_grad():
-                        x = job.prior.decode(x).clamp(-1, 1)
-                stack.append(_to01(x))
+                stack.append(display(prior, x))
                 yield torch.stack(stack).std(0, unbiased=True)[0].mean(0), len(stack)
         finally:
             self._sampling = False
-
-
-def _to01(x: Tensor) -> Tensor:
-    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
 
 
 class _Beside:
