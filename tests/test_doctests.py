@@ -171,9 +171,10 @@ def test_readme_quick_start_restore_runs(tmp_path, monkeypatch, capsys, one_thre
     out = tmp_path / "quickstart"
     args = list(args)
     args[args.index("--out") + 1] = str(out)  # write into the test's folder, not the checkout
-    # 64 px instead of the README's 128: the same command at a quarter of the cost (~5 s).
-    _option(args, "--center-crop")
-    args[args.index("--center-crop") + 1] = "64"
+    # A max side of 64 px instead of the README's 256: the same command, untiled, at a small
+    # fraction of the cost (~3 s).
+    _option(args, "--max-side")
+    args[args.index("--max-side") + 1] = "64"
     monkeypatch.chdir(ROOT)  # the README's paths are relative to the repository root
     assert main([*args, "--no-progress"]) == 0, capsys.readouterr()
     # The files the README says ``out/quickstart`` then holds, for the input it restores.
@@ -184,14 +185,17 @@ def test_readme_quick_start_restore_runs(tmp_path, monkeypatch, capsys, one_thre
     assert (out / f"{stem}.json").stat().st_size > 0
     from PIL import Image
 
-    crop = int(_option(args, "--center-crop"))
-    with Image.open(out / f"{stem}.png") as restored:
-        assert restored.size == (crop, crop)
+    side = int(_option(args, "--max-side"))
+    with Image.open(ROOT / args[1]) as photo:
+        W, H = photo.size
     factor = re.fullmatch(r"sr(\d+)", _option(args, "--task"))
-    if factor:  # the observation is the crop downsampled by the task's factor
-        side = crop // int(factor[1])
-        with Image.open(out / f"{stem}_y.png") as observed:
-            assert observed.size == (side, side)
+    f = int(factor[1]) if factor else 1
+    # The whole photo, its longer side downscaled to max side, cropped to the task's factor.
+    w, h = side, round(H * side / W) // f * f
+    with Image.open(out / f"{stem}.png") as restored:
+        assert restored.size == (w, h)
+    with Image.open(out / f"{stem}_y.png") as observed:
+        assert observed.size == (w // f, h // f)
 
 
 def test_readme_quick_start_test_command_names_a_real_setup(pytestconfig):
