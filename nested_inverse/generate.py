@@ -32,12 +32,39 @@ from .guidance import Edit
 from .nested import NestedSampler
 from .priors.conditional import GuidedLatentPrior
 from .priors.latent import LatentDiffusionPrior
+from .seeds import check_seed, image_seeds
 from .service import display
+from .solvers import DDIM
+from .vanilla import VanillaSampler
 
-__all__ = ["GeneratedStep", "Generation", "GenerationRun", "generate", "generation_run"]
+__all__ = ["DEFAULT_GUIDANCE", "GENERATION_ETA", "GeneratedStep", "Generation", "GenerationRun",
+           "default_guidance", "generate", "generation_run", "generation_sampler"]
 
 #: guidance scales used when a condition is given without one (diffusers' pipeline defaults)
 DEFAULT_GUIDANCE = {"text": 7.5, "class": 4.0}
+
+#: The inner DDIM η of nested generation (Elata et al., 2023, as DDIM's own default).
+GENERATION_ETA = 0.85
+
+
+def default_guidance(kind: str | None, conditioned: bool) -> float:
+    """The guidance scale when none is given: :data:`DEFAULT_GUIDANCE` for a conditioned
+    generation by a ``text`` or ``class`` pipeline, 1 (no guidance) otherwise."""
+    return DEFAULT_GUIDANCE.get(kind or "", 1.0) if conditioned else 1.0
+
+
+def generation_sampler(prior: Any, shape: Sequence[int], outer_steps: int, inner_steps: int, *,
+                       vanilla: bool = False, steps: int | None = None,
+                       eta: float = GENERATION_ETA, outer_eta: float = 0.0,
+                       device: str | torch.device | None = None) -> NestedSampler | VanillaSampler:
+    """Nested DDIM generation of ``shape`` (``[B, C, H, W]``, latents for a latent prior):
+    ``outer_steps × inner_steps``, or (``vanilla``) DDIM alone for ``steps`` evaluations
+    (default ``K·I``), the comparison at equal cost."""
+    if vanilla:
+        return VanillaSampler(DDIM(prior, shape, eta=eta, device=device),
+                              steps if steps is not None else outer_steps * inner_steps)
+    return NestedSampler.unconditional(prior, shape, outer_steps, inner_steps, eta=eta,
+                                       outer_eta=outer_eta, device=device)
 
 
 @dataclass
@@ -171,8 +198,7 @@ def _bind(prior: Any, prompt: Any, negative_prompt: Any, class_label: Any,
         raise ValueError(f"`prior` must be a LatentDiffusionPrior, a GuidedLatentPrior or a pipeline "
                          f"folder, got {type(prior).__name__}")
     if guidance_scale is None:
-        conditioned = prompt is not None or class_label is not None
-        guidance_scale = DEFAULT_GUIDANCE.get(prior.kind, 1.0) if conditioned else 1.0
+        guidance_scale = default_guidance(prior.kind, prompt is not None or class_label is not None)
     return prior.conditioned(prompt=prompt, negative_prompt=negative_prompt,
                              class_label=class_label, guidance_scale=guidance_scale), prior
 
@@ -199,7 +225,7 @@ def generation_run(
     num_images: int = 1,
     height: int | None = None,
     width: int | None = None,
-    eta: float = 0.85,
+    eta: float = GENERATION_ETA,
     outer_eta: float = 0.0,
     seed: int = 0,
     generator: Generators = None,
@@ -222,11 +248,10 @@ def generation_run(
         if n not in (1, num_images):
             raise ValueError(f"`{name}` has {n} entries but `num_images`={num_images}; accepted: one "
                              "for all images or one per image")
-    if generator is None:
-        # One generator per image (as diffusers' habit): an image does not depend on its batch.
-        generator = [torch.Generator().manual_seed(int(seed) + i) for i in range(num_images)]
-    sampler = NestedSampler.unconditional(guided, shape, outer_steps, inner_steps, eta=eta,
-                                          outer_eta=outer_eta, device=base.device)
+    if generator is None:  # image i: seed + i (nested_inverse.seeds), as the page seeds image 0
+        generator = [s.generator("sample") for s in image_seeds(check_seed(seed), num_images)]
+    sampler = generation_sampler(guided, shape, outer_steps, inner_steps, eta=eta,
+                                 outer_eta=outer_eta, device=base.device)
     return GenerationRun(sampler.iterate(generator, budget_nfe, deadline_s), guided, image_shape,
                          sampler)
 
@@ -243,7 +268,7 @@ def generate(
     num_images: int = 1,
     height: int | None = None,
     width: int | None = None,
-    eta: float = 0.85,
+    eta: float = GENERATION_ETA,
     outer_eta: float = 0.0,
     seed: int = 0,
     generator: Generators = None,
@@ -269,8 +294,10 @@ def generate(
         outer_steps, inner_steps: ``K`` outer steps of ``I`` inner DDIM evaluations (``K·I`` NFE).
         num_images, height, width: ``B`` images of ``H×W`` pixels (default: the model's size;
             multiples of the VAE factor, times DiT's patch size: 8 for SD, 16 for DiT-XL/2).
-        eta, outer_eta: inner and outer DDIM η (0.85 and 0, as Elata et al.).
-        seed, generator: ``torch.Generator`` s (one per image) seeded ``seed + i`` unless given.
+        eta, outer_eta: inner and outer DDIM η (:data:`GENERATION_ETA` = 0.85 and 0, as Elata
+            et al.).
+        seed, generator: one ``torch.Generator`` per image, image ``i`` seeded ``seed + i`` by
+            the rule of :mod:`nested_inverse.seeds` (as the page and ``restore``), unless given.
         budget_nfe, deadline_s: the nested sampler's budget and deadline policies.
         torch_dtype, device: for loading a folder given as ``prior`` (as diffusers'
             ``torch_dtype``); the sampler's latents are float32 whatever the network's dtype.

@@ -31,7 +31,10 @@ def dit(folders):
 
 
 def _gens(seed, n):
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+    """The generators of images 0 … n−1 seeded ``seed`` (the rule of nested_inverse.seeds)."""
+    from nested_inverse.seeds import image_seeds
+
+    return [s.generator("sample") for s in image_seeds(seed, n)]
 
 
 @pytest.mark.parametrize("which", ["sd", "dit"])

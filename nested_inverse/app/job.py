@@ -22,8 +22,7 @@ from ..nested import NestedSampler
 from ..priors import Prior
 from ..problem import Problem
 from ..sampling import SamplerConfig
-from ..generate import DEFAULT_GUIDANCE
-from ..solvers import DDIM
+from ..generate import default_guidance, generation_sampler
 from ..solvers.latent import is_latent_prior
 from ..seeds import ImageSeeds
 from ..service import prepare_image
@@ -197,17 +196,12 @@ class Job:
                 with torch.no_grad():
                     shape = tuple(base.encode(torch.zeros(self.image_shape,
                                                           device=self.device)).shape)
+        elif self.problem is None:
+            shape = self.image_shape
+        if self.problem is None:  # generation: nested DDIM, or DDIM alone at equal evaluations
             split = s.config()
-            if vanilla:  # the generation stream's DDIM (η = 0.85) alone for as many evaluations
-                return VanillaSampler(DDIM(prior, shape, eta=0.85, device=self.device), split.budget)
-            return NestedSampler.unconditional(prior, shape, split.outer, split.inner,
-                                               device=self.device)
-        if self.problem is None:
-            ddim = DDIM(prior, self.image_shape, device=self.device)
-            split = s.config()
-            if vanilla:
-                return VanillaSampler(ddim, split.budget)
-            return NestedSampler(ddim, split.outer, split.inner)
+            return generation_sampler(prior, shape, split.outer, split.inner, vanilla=vanilla,
+                                      steps=split.budget, device=self.device)
         config = s.config(vanilla)
         return config.sampler(config.solver(prior, self.problem))
 
@@ -256,9 +250,9 @@ def _conditioned(prior: Any, s: Settings) -> Any:
                              f"({type(prior).__name__}) takes no condition; leave it empty")
         return prior
     scale = s.guidance_scale
-    if scale is None:
+    if scale is None:  # restorations default to no guidance (as `restore --prompt`)
         conditioned = s.prompt is not None or s.class_label is not None
-        scale = DEFAULT_GUIDANCE.get(prior.kind, 1.0) if conditioned and s.task == GENERATE else 1.0
+        scale = default_guidance(prior.kind, conditioned and s.task == GENERATE)
     label = s.class_label
     if isinstance(label, str) and label.strip().isdigit():
         label = int(label)
