@@ -172,7 +172,7 @@ def restore(
     problem = Problem(y01.to(dtype=dtype, device=device), _operator(operator, image_shape), sigma_y)
     config = SamplerConfig(method=method, method_args=method_params, vanilla=vanilla,
                            steps=steps if steps is not None or not vanilla else budget_nfe,
-                           outer_eta=outer_eta, budget_nfe=budget_nfe, sigma_y=sigma_y, tile=tile,
+                           outer_eta=outer_eta, budget_nfe=budget_nfe, tile=tile,
                            **_split(outer_steps, inner_steps, budget_nfe, vanilla))
     # image i of the batch: seed + i (nested_inverse.seeds), as the command line seeds
     seeds = None if seed is None else image_seeds(seed, problem.image_shape[0])

@@ -46,8 +46,9 @@ class SamplerConfig:
     (``outer=None``), the split is the default policy for ``budget_nfe`` (20 when unset):
     :func:`~nested_inverse.planning.auto_split` gives K × I and
     :func:`~nested_inverse.planning.nested_defaults` the inner solver's parameters that
-    ``method_args`` does not set, for observations with noise ``sigma_y`` (the problem's, which
-    :meth:`solver` checks); the run spends exactly ``budget_nfe``. Vanilla: the solver alone
+    ``method_args`` does not set, for the problem's observation noise: applied where the
+    configuration meets the problem (:meth:`for_problem`, :meth:`solver`), so ``sigma_y`` is held
+    by the :class:`~nested_inverse.Problem` alone; the run spends exactly ``budget_nfe``. Vanilla: the solver alone
     for ``steps`` evaluations (``budget_nfe``, else 20).
 
     Attributes:
@@ -57,7 +58,9 @@ class SamplerConfig:
         vanilla: run the solver alone instead; steps: its evaluations.
         outer_eta: η of the outer DDIM step, in [0, 1].
         budget_nfe: evaluations per image the run may spend (None: ``outer·inner``).
-        sigma_y: the observation noise (on the [0, 1] scale) the default policy plans for.
+        sigma_y: None (the default): the policy plans for the problem's noise when it meets the
+            problem. A number (on the [0, 1] scale) plans for that noise now, and a problem with
+            another is refused.
         tile: tiles of the pixel prior for large images (:func:`~nested_inverse.priors.tiled_for`):
             None for tiles of the network's training size once a side exceeds twice it, N for
             N-pixel tiles, 0 for the whole image always.
@@ -71,8 +74,10 @@ class SamplerConfig:
         >>> SamplerConfig(method="ddnm", outer=2, inner=3).budget
         6
         >>> config = SamplerConfig(budget_nfe=50)
-        >>> config.outer, config.inner, config.method_args, config.budget
-        (4, 13, {'eta': 1.0}, 50)
+        >>> config.outer, config.inner, config.budget
+        (4, 13, 50)
+        >>> config.for_noise(0.0).method_args  # the policy, once the problem's noise is known
+        {'eta': 1.0}
         >>> SamplerConfig(method="ddrm", method_args={"eta2": 0.5})
         Traceback (most recent call last):
         ...
@@ -87,17 +92,19 @@ class SamplerConfig:
     steps: int | None = None
     outer_eta: float = 0.0
     budget_nfe: int | None = None
-    sigma_y: float = 0.0
+    sigma_y: float | None = None
     tile: int | None = None
     auto: bool = field(default=False, init=False)
     budget_default: bool = field(default=False, init=False)
     planned: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.sigma_y, (int, float)) and math.isfinite(self.sigma_y)
-                and self.sigma_y >= 0):
-            raise UsageError(f"`sigma_y`={self.sigma_y!r} must be a number >= 0 on the [0, 1] scale")
-        self.sigma_y = float(self.sigma_y)
+        if self.sigma_y is not None:
+            if not (isinstance(self.sigma_y, (int, float)) and math.isfinite(self.sigma_y)
+                    and self.sigma_y >= 0):
+                raise UsageError(f"`sigma_y`={self.sigma_y!r} must be a number >= 0 on the [0, 1] "
+                                 "scale (or None for the problem's)")
+            self.sigma_y = float(self.sigma_y)
         if self.budget_nfe is not None:
             self._check_count("budget_nfe", self.budget_nfe)
         self.budget_default = self.budget_nfe is None
@@ -108,7 +115,7 @@ class SamplerConfig:
             self.auto = True
             self.outer, self.inner = auto_split(self.budget_nfe or DEFAULT_BUDGET)
             self.budget_nfe = self.budget_nfe or DEFAULT_BUDGET
-            self.method_args = {**nested_defaults(self.method, self.sigma_y), **self.method_args}
+            self.method_args = self._policy_args(self.sigma_y)
         elif self.outer is None or self.inner is None:
             given, missing = ("outer", "inner") if self.inner is None else ("inner", "outer")
             raise UsageError(f"`{given}`={getattr(self, given)!r} given without `{missing}`: give "
@@ -146,10 +153,31 @@ class SamplerConfig:
         return replace(self, budget_nfe=budget_nfe,
                        **({"outer": None, "inner": None} if self.auto else {}))
 
+    def _policy_args(self, sigma_y: float | None) -> dict[str, Any]:
+        """``method_args`` with the default policy's parameters for noise ``sigma_y`` under them
+        (as given while the noise is not known)."""
+        if sigma_y is None:
+            return dict(self.method_args)
+        return {**nested_defaults(self.method, sigma_y), **self.method_args}
+
+    def for_problem(self, problem: Problem) -> SamplerConfig:
+        """This configuration with the default policy applied for ``problem``'s noise (itself
+        when it already was): what runs, and what records note."""
+        return self.for_noise(float(problem.sigma_y))
+
+    def for_noise(self, sigma_y: float) -> SamplerConfig:
+        """:meth:`for_problem` for problems with noise ``sigma_y`` (a dataset's, before its
+        problems exist)."""
+        if not self.auto or self.sigma_y is not None:
+            return self
+        resolved = replace(self, sigma_y=float(sigma_y), outer=None, inner=None)
+        resolved.budget_default = self.budget_default  # still the default budget, if it was
+        return resolved
+
     def solver(self, prior: Prior, problem: Problem) -> Solver:
         """The solver ``method`` for ``problem``, on a tiled prior when the images are large
-        (``tile``)."""
-        if self.auto and float(problem.sigma_y) != self.sigma_y:
+        (``tile``), with the default policy for its noise."""
+        if self.auto and self.sigma_y is not None and float(problem.sigma_y) != self.sigma_y:
             raise UsageError(f"the default policy of this configuration was planned for `sigma_y`="
                              f"{self.sigma_y}, but the problem has sigma_y={problem.sigma_y}; "
                              "build it with SamplerConfig(sigma_y=...) of the problem")
@@ -159,7 +187,8 @@ class SamplerConfig:
                            prior=prior, device=problem.y.device)
         if isinstance(prior, TiledPrior):
             prior.tile_batch = plan.tile_batch
-        solver = solvers.make(self.method, prior, problem, **self.method_args)
+        args = self._policy_args(float(problem.sigma_y)) if self.auto else self.method_args
+        solver = solvers.make(self.method, prior, problem, **args)
         self._fit_schedule(solver)
         return solver
 

@@ -142,6 +142,7 @@ def start(config: SamplerConfig, prior: Any, problem: Problem,
     if seeds is not None and len(seeds) != problem.image_shape[0]:
         raise ValueError(f"`seeds` has {len(seeds)} entries for a batch of "
                          f"{problem.image_shape[0]} images; give one per image")
+    config = config.for_problem(problem)  # the default policy for the problem's noise
     if deadline_s is not None and config.auto and config.budget_default:
         config = config.with_budget(budget_for_deadline(config.solver(prior, problem), deadline_s))
     generators = None if seeds is None else [s.generator("sample") for s in seeds]

@@ -34,14 +34,17 @@ def test_describe_keeps_the_recorded_keys():
 
 
 def test_the_default_is_the_policy_for_the_budget():
-    assert SamplerConfig().describe() == {
+    # The policy's solver parameters come with the problem's noise (sigma_y is the Problem's).
+    assert SamplerConfig().for_noise(0.0).describe() == {
         "method": "ddrm", "method_args": {"eta": 1.0}, "outer": 4, "inner": 5, "vanilla": False,
         "steps": None, "split": "auto", "budget_nfe": 20}
+    assert SamplerConfig().method_args == {} and SamplerConfig().sigma_y is None
     fifty = SamplerConfig(method="pigdm", budget_nfe=50)
     assert (fifty.outer, fifty.inner, fifty.budget, fifty.auto) == (4, 13, 50, True)
     # the caller's own parameters win over the policy's
-    assert SamplerConfig(method_args={"eta": 0.5}).method_args == {"eta": 0.5}
-    assert SamplerConfig(method="dps").method_args == SamplerConfig(method="ddnm").method_args == {}
+    assert SamplerConfig(method_args={"eta": 0.5}).for_noise(0.0).method_args == {"eta": 0.5}
+    assert (SamplerConfig(method="dps").for_noise(0.0).method_args
+            == SamplerConfig(method="ddnm").for_noise(0.0).method_args == {})
     assert SamplerConfig(vanilla=True, budget_nfe=30).steps == 30
     again = fifty.with_budget(8)
     assert (again.outer, again.inner, again.budget_nfe, again.auto) == (2, 4, 8, True)
@@ -65,8 +68,13 @@ def test_a_policy_planned_for_other_noise_is_refused():
                     operators.make("inpaint-half", image_shape=(1, 2, 2)), sigma_y=0.05)
     with pytest.raises(UsageError, match=r"planned for `sigma_y`=0.0, but the problem has "
                                          r"sigma_y=0.05"):
-        SamplerConfig().solver(prior, noisy)
+        SamplerConfig(sigma_y=0.0).solver(prior, noisy)
     assert SamplerConfig(sigma_y=0.05).solver(prior, noisy).eta == 0.85
+    # Left unset, the policy is applied where the configuration meets the problem.
+    assert SamplerConfig().solver(prior, noisy).eta == 0.85
+    noiseless = Problem(noisy.y01, noisy.operator, sigma_y=0.0)
+    assert SamplerConfig().solver(prior, noiseless).eta == 1.0
+    assert SamplerConfig().for_problem(noisy).describe()["method_args"] == {}  # solver's own η
     assert SamplerConfig(outer=2, inner=2).solver(prior, noisy).eta == 0.85  # explicit: no policy
 
 

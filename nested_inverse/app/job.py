@@ -137,8 +137,7 @@ class Settings:
         """The sampler: nested K×I (the default policy's when unset), or (``vanilla``) the
         solver alone for as many evaluations as the nested run spends."""
         nested = SamplerConfig(method=self.method, method_args=dict(self.method_args),
-                               outer=self.outer, inner=self.inner, budget_nfe=self.budget_nfe,
-                               sigma_y=self.sigma_y)
+                               outer=self.outer, inner=self.inner, budget_nfe=self.budget_nfe)
         if not vanilla:
             return nested
         return SamplerConfig(method=self.method, method_args=dict(self.method_args),

@@ -54,7 +54,8 @@ def _record(job: Job, shown: list[tuple[int, Tensor]], seconds: float, prior_nam
     s, problem = job.settings, job.problem
     task = job.task.describe() if job.task is not None else {"task": GENERATE, "task_args": {}}
     mask = job.source.mask_name if s.task != GENERATE else None
-    record = RunRecord("serve", job.source.name, task, mask, s.sigma_y, s.config(), s.deadline_s,
+    config = s.config() if problem is None else s.config().for_problem(problem)
+    record = RunRecord("serve", job.source.name, task, mask, s.sigma_y, config, s.deadline_s,
                        prior_name, str(job.device), dtype, s.seed, job.seeds, not s.degraded,
                        s.center_crop, s.max_side if job.task is not None else None,
                        tuple(problem.y01.shape[1:]) if problem is not None else None,

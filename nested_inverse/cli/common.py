@@ -168,7 +168,7 @@ def sampler_from_args(args: argparse.Namespace, default_method: str = "ddrm") ->
         method=args.method or default_method,
         method_args=parse_key_values(args.method_arg, "--method-arg"),
         outer=outer, inner=inner, vanilla=args.vanilla, steps=args.steps,
-        budget_nfe=args.budget, sigma_y=getattr(args, "sigma_y", 0.0), tile=args.tile,
+        budget_nfe=args.budget, tile=args.tile,
     )
 
 

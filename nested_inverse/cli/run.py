@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging()
     check_crop(args)
     task = task_from_args(args)
-    sampler = sampler_from_args(args)
+    sampler = sampler_from_args(args).for_noise(args.sigma_y)  # the policy for the noise given
     processes = launcher_processes()
     device = pick_device(args.device, processes.device)
     prior = require_pixel_prior(load_prior_cached(args.prior, str(device), args.dtype,

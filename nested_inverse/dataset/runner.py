@@ -122,13 +122,15 @@ def run_dataset(
     """
     restoring = prior is not None
     if restoring and sampler is None:
-        sampler = SamplerConfig(sigma_y=sigma_y)
+        sampler = SamplerConfig()
     for name, value, low in (("samples", samples, 1), ("batch_size", batch_size, 1),
                              ("limit", limit if limit is not None else 1, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UsageError(f"`{name}`={value!r} must be an integer >= {low}")
     if not (sigma_y >= 0 and math.isfinite(sigma_y)):
         raise UsageError(f"`sigma_y`={sigma_y!r} must be a number >= 0 on the [0, 1] scale (0.05 = 5 %)")
+    if sampler is not None:
+        sampler = sampler.for_noise(sigma_y)  # the default policy for the dataset's noise
     processes = processes or Processes()
     start = time.perf_counter()
     rels = discover_images(root, exclude=out)[:limit]

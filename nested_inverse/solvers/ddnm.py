@@ -82,7 +82,7 @@ class DDNM(InverseSolver):
 
     def correct(self, x0: Tensor, t: int) -> Tensor:
         """The data-consistency correction of ``x̂0`` at timestep ``t`` (plain DDNM)."""
-        return x0 - self.operator.pinv(self.A(x0) - self.y)
+        return x0 - self.A_pinv(self.A(x0) - self.y)
 
     def step(self, x_t: Tensor, t: int, s: int, generator: Generators) -> tuple[Tensor, Tensor]:
         x0, eps = self.prior.predict(x_t, t)
@@ -102,9 +102,9 @@ class DDNM(InverseSolver):
             c = math.sqrt(a_s) * self.sigma
             lam = 1.0 if c <= b else b / c
             gamma = math.sqrt(max(b**2 - (lam * c) ** 2, 0.0)) / b if b > 0 else 0.0
-            x0 = x0 - lam * self.operator.pinv(self.A(x0) - self.y)
+            x0 = x0 - lam * self.A_pinv(self.A(x0) - self.y)
             if gamma < 1:  # rescale the noise in the range of Aᵀ only: rest − (1−γ)·A†A·rest
-                rest = rest - (1 - gamma) * self.operator.pinv(self.A(rest))
+                rest = rest - (1 - gamma) * self.A_pinv(self.A(rest))
             return x0, rest
         c = math.sqrt(a_s) * self._noise_bar
         lam = torch.where(c <= b, 1.0, b / c.clamp_min(torch.finfo(c.dtype).tiny))

@@ -90,7 +90,7 @@ class PiGDM(InverseSolver):
         r"""``h = Aᵀ(AAᵀ + σ_y²/r_t²·I)⁻¹(y − A x̂0)``, ``A†(y − A x̂0)`` when ``σ_y = 0``."""
         resid = self.y - self.A(x0)
         if self.sigma == 0:
-            return self.operator.pinv(resid)
+            return self.A_pinv(resid)
         lam = self.sigma**2 / (1 - self.alpha(t))
         if self.svd is not None:
             s = self._s

@@ -161,6 +161,6 @@ class PSLD(LatentDPS):
         loss = self.zeta * self.misfit(x0)
         if self.gamma > 0:
             # A†y + (I − A†A) x = x − A†(A x − y): the nearest image that fits y exactly.
-            glued = self.prior.encode(x0 - self.operator.pinv(self.A(x0) - self.y))
+            glued = self.prior.encode(x0 - self.A_pinv(self.A(x0) - self.y))
             loss = loss + self.gamma * (z0 - glued).flatten(1).norm(dim=1)
         return loss
