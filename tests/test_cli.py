@@ -368,9 +368,26 @@ def test_allow_pickle_loads_a_flat_pickled_prior_folder(tmp_path, capsys):
     args = ["restore", str(image), "--degrade", "--task", "sr2", "--prior", str(folder),
             "--out", str(tmp_path / "out"), *FAST]
     assert main(args) == 2
-    assert "allow_pickle" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the flag, not the Python argument
+    assert "Pass `--allow-pickle` if you trust the source" in err and "allow_pickle=" not in err
     assert main([*args, "--allow-pickle"]) == 0
     assert (tmp_path / "out" / "small.png").exists()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_uncached_hub_prior_offline_is_refused_at_once_naming_prior(images, tmp_path, capsys,
+                                                                       monkeypatch):
+    """Offline, the Hub client retried for ~50 s, then named `path_or_repo_id`."""
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    rc = main(["restore", str(images["coffee"]), "--task", "sr4", "--prior", "someowner/somename",
+               "--out", str(tmp_path / "out"), *FAST])
+    assert rc == 2 and time.perf_counter() - start < 10  # measured 0.1 s
+    err = _one_line_error(capsys)
+    assert "`--prior`='someowner/somename' is not a local folder, not in the local Hugging Face " \
+           "cache" in err and "path_or_repo_id" not in err and "hf download" in err
 
 
 @pytest.mark.parametrize("dtype, warns", [("float16", True), ("float32", False)])
