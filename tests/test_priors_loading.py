@@ -200,3 +200,17 @@ def test_a_cached_hub_id_loads_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     prior = load_prior("someowner/tiny")
     assert prior.in_channels == 3 and prior.num_timesteps == 1000
+
+
+def test_no_accelerate_warning_when_it_is_not_installed(tmp_path, monkeypatch):
+    """diffusers warned "`accelerate` was not found" on the first run of a fresh install."""
+    import diffusers.models.modeling_utils as modeling
+    import diffusers.utils
+
+    save_pipeline(tmp_path)
+    monkeypatch.setattr(diffusers.utils, "is_accelerate_available", lambda: False)
+    monkeypatch.setattr(modeling, "is_accelerate_available", lambda: False)
+    said: list[str] = []  # diffusers' own handler does not propagate to caplog
+    monkeypatch.setattr(modeling.logger, "warning", lambda msg, *a, **k: said.append(msg))
+    load_unet(tmp_path)
+    assert not [m for m in said if "accelerate" in m]

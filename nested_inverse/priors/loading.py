@@ -81,6 +81,7 @@ def load_unet(
     """
     from diffusers import UNet2DModel
 
+    kwargs = _without_accelerate(kwargs)
     given = os.fspath(path_or_repo_id)
     root = Path(given).expanduser()
     if subfolder:
@@ -132,6 +133,17 @@ def load_unet(
         str(unet_dir), torch_dtype=torch_dtype, use_safetensors=use_safetensors, **kwargs
     )
     return unet, schedule
+
+
+def _without_accelerate(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``low_cpu_mem_usage=False`` when ``accelerate`` is not installed: what
+    diffusers falls back to anyway, said here without its "accelerate was not found" warning on
+    every first run (accelerate is an optional extra; the UNets here load in a second without)."""
+    from diffusers.utils import is_accelerate_available
+
+    if "low_cpu_mem_usage" in kwargs or is_accelerate_available():
+        return kwargs
+    return {**kwargs, "low_cpu_mem_usage": False}
 
 
 def _use_safetensors(unet_dir: Path, variant: str | None, allow_pickle: bool) -> bool:
