@@ -242,6 +242,30 @@ def test_run_scores_a_folder_skips_corrupt_files_and_resumes(folder, tmp_path, c
     assert "differs in: inner, outer" in _one_line_error(capsys)
 
 
+def test_run_max_side_downscales_records_it_and_threads_are_set(folder, tmp_path, capsys,
+                                                                 monkeypatch):
+    threads: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    out = tmp_path / "small"
+    argv = ["run", str(folder), "--task", "sr4", "--out", str(out), "--max-side", "16",
+            "--threads", "1", *FAST]
+    assert main(argv) == 0  # corrupt.png fails, the others run
+    capsys.readouterr()
+    assert _size(out / "restored" / "coffee.png") == _size(out / "reference" / "coffee.png") \
+        == (16, 16)  # 32 × 32 images, the longer side at most 16
+    assert json.loads((out / "run.json").read_text())["max_side"] == 16
+    assert threads == [1]
+    assert main([*argv[:-len(FAST) - 4], *FAST]) == 2  # resuming at full size is refused
+    assert "max_side" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("flag", ["--max-side", "--threads"])
+def test_run_refuses_a_size_or_thread_count_below_one(folder, tmp_path, capsys, flag):
+    assert main(["run", str(folder), "--task", "sr4", "--out", str(tmp_path / "o"), flag, "0",
+                 *FAST]) == 2
+    assert f"`{flag}`=0 must be" in _one_line_error(capsys)
+
+
 def test_run_exits_non_zero_when_no_image_succeeds(tmp_path, capsys):
     root = tmp_path / "bad"
     root.mkdir()

@@ -38,7 +38,7 @@ FLAGS = {
     "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
     "steps": "--steps", "vanilla": "--vanilla", "budget_nfe": "--budget", "deadline_s": "--deadline", "seed": "--seed", "samples": "--samples",
     "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
-    "max_side": "--max-side", "tile": "--tile",
+    "max_side": "--max-side", "tile": "--tile", "threads": "--threads",
     "out": "--out", "root": "DATASET_DIR", "device": "--device", "torch_dtype": "--dtype",
     "path_or_repo_id": "--prior", "allow_pickle": "--allow-pickle",
     # generate
