@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -343,7 +344,8 @@ def test_a_failed_restoration_leaves_no_files(images, tmp_path, capsys, monkeypa
     out = tmp_path / "nan"
     assert main(["restore", str(images["coffee"]), "--degrade", "--task", "sr4", "--out", str(out),
                  *FAST]) == 2
-    assert "contains NaN or inf" in _one_line_error(capsys)
+    # stopped by the solver's pinv (issue 21: every pinv refuses NaN/inf) or the result check
+    assert re.search(r"contains (\d+ )?NaN or inf", _one_line_error(capsys))
     assert not out.exists()
 
 
