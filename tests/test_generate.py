@@ -125,6 +125,26 @@ def test_bad_requests_name_the_argument(sd, dit):
             call(sd, "a cat", height=16, width=16, inner=3)
 
 
+def test_cli_generate_progress_total_is_what_runs(folders, tmp_path, monkeypatch):
+    """`--budget 100` with the 2 × 2 split showed a total of 100 for a run of 4 evaluations."""
+    import tqdm.auto
+
+    totals: list[int] = []
+    real = tqdm.auto.tqdm
+    def bar(*a, **k):
+        if k.get("unit") == "NFE":
+            totals.append(k["total"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", bar)
+    base = ["generate", "--prompt", "a cat", "--prior", str(folders["sd"]), "--height", "16",
+            "--width", "16", "--no-progress", "--outer", "2"]
+    assert main([*base, "--inner", "2", "--budget", "100", "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--inner", "3", "--budget", "5", "--out", str(tmp_path / "b")]) == 0
+    records = [json.loads((tmp_path / d / "generated.json").read_text())["nfe"] for d in "ab"]
+    assert totals == records == [4, 5]
+
+
 def test_cli_generate_writes_image_strip_and_record(folders, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["generate", "--prompt", "a red cat", "--prior", str(folders["sd"]), "--outer", "2",

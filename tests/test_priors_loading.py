@@ -151,3 +151,66 @@ def test_half_precision_on_the_cpu_is_warned_from_python_too(caplog, monkeypatch
     with caplog.at_level(logging.WARNING, logger="nested_inverse"):
         load_prior(None, torch_dtype=torch.float32, device="cpu")
     assert "runs far slower" not in caplog.text
+
+
+# ---- the Hub offline: fail fast, or load from the cache -----------------------------------------
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_uncached_hub_id_offline_fails_fast_saying_how_to_get_it(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as err:
+        load_prior("someowner/somename")
+    # the Hub client's retries took ~50 s here before (measured: 55 s); now ~0.1 s after imports
+    assert time.perf_counter() - start < 10
+    text = str(err.value)
+    assert "`path_or_repo_id`='someowner/somename' is not a local folder, not in the local " \
+           "Hugging Face cache" in text
+    assert "(HF_HUB_OFFLINE is set)" in text and "`hf download someowner/somename`" in text
+
+
+def test_the_hub_probe_says_why_it_cannot_connect(monkeypatch):
+    import socket
+
+    import huggingface_hub.constants as hub
+
+    from nested_inverse.priors.loading import _hub_unreachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    with socket.socket() as server:  # a port that listens, then one that does not
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+        assert _hub_unreachable() is None
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert _hub_unreachable() == f"no connection to 127.0.0.1:{port}: Connection refused"
+
+
+def test_a_cached_hub_id_loads_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub
+
+    repo = tmp_path / "models--someowner--tiny"
+    save_pipeline(repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prior = load_prior("someowner/tiny")
+    assert prior.in_channels == 3 and prior.num_timesteps == 1000
+
+
+def test_no_accelerate_warning_when_it_is_not_installed(tmp_path, monkeypatch):
+    """diffusers warned "`accelerate` was not found" on the first run of a fresh install."""
+    import diffusers.models.modeling_utils as modeling
+    import diffusers.utils
+
+    save_pipeline(tmp_path)
+    monkeypatch.setattr(diffusers.utils, "is_accelerate_available", lambda: False)
+    monkeypatch.setattr(modeling, "is_accelerate_available", lambda: False)
+    said: list[str] = []  # diffusers' own handler does not propagate to caplog
+    monkeypatch.setattr(modeling.logger, "warning", lambda msg, *a, **k: said.append(msg))
+    load_unet(tmp_path)
+    assert not [m for m in said if "accelerate" in m]

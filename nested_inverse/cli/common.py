@@ -38,8 +38,9 @@ FLAGS = {
     "outer": "--outer", "inner": "--inner", "outer_steps": "--outer", "inner_steps": "--inner",
     "steps": "--steps", "vanilla": "--vanilla", "budget_nfe": "--budget", "deadline_s": "--deadline", "seed": "--seed", "samples": "--samples",
     "batch_size": "--batch-size", "limit": "--limit", "center_crop": "--center-crop",
-    "max_side": "--max-side", "tile": "--tile",
+    "max_side": "--max-side", "tile": "--tile", "threads": "--threads",
     "out": "--out", "root": "DATASET_DIR", "device": "--device", "torch_dtype": "--dtype",
+    "path_or_repo_id": "--prior", "allow_pickle": "--allow-pickle",
     # generate
     "prompt": "--prompt", "class_label": "--class", "negative_prompt": "--negative-prompt",
     "guidance_scale": "--guidance-scale", "num_images": "--num-images", "height": "--height",
@@ -51,8 +52,20 @@ FLAGS = {
 
 
 def as_flags(message: str) -> str:
-    """``message`` with every `` `argument` `` the command line sets shown as its flag."""
-    return re.sub(r"`([a-z_]+)`", lambda m: f"`{FLAGS.get(m.group(1), m.group(1))}`", message)
+    """``message`` with every `` `argument` `` the command line sets shown as its flag, and
+    `` `switch=True` `` as the switch itself (`` `allow_pickle=True` `` → `` `--allow-pickle` ``).
+
+    Example:
+        >>> as_flags("`path_or_repo_id`='a/b' ... pass `allow_pickle=True` ... `other`")
+        "`--prior`='a/b' ... pass `--allow-pickle` ... `other`"
+    """
+    def flag(m: re.Match[str]) -> str:
+        name, switch = m.group(1), m.group(2)
+        if switch and name in FLAGS:
+            return f"`{FLAGS[name]}`"
+        return f"`{FLAGS.get(name, name)}{switch or ''}`"
+
+    return re.sub(r"`([a-z_]+)(=True)?`", flag, message)
 
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

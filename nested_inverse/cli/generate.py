@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,21 @@ def _class(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _planned(prior: Any, args: argparse.Namespace) -> int:
+    """The evaluations the nested DDIM run makes (the progress total): ``--budget`` and
+    ``--outer × --inner`` are upper bounds, inner runs from small τ make fewer."""
+    from ..nested import outer_timesteps
+    from ..planning import planned_nfe
+    from ..timesteps import spaced_timesteps
+
+    try:
+        taus = outer_timesteps(int(prior.alphas_cumprod.shape[0]), args.outer)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    return planned_nfe(taus, args.inner, args.budget or math.inf,
+                       lambda tau, steps: len(spaced_timesteps(tau, steps)))
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -100,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     start = time.perf_counter()
     try:
-        with tqdm(total=args.budget or args.outer * args.inner, desc=args.name, unit="NFE",
+        with tqdm(total=_planned(prior, args), desc=args.name, unit="NFE",
                   disable=args.no_progress, leave=False) as bar:
             result = generate(
                 prior, args.prompt, class_label=args.class_label,

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from ..dataset import launcher_processes, run_dataset
+from ..dataset.processes import share_cores
 from ..errors import UsageError
 from .common import (as_flags, add_prior_args, add_sampler_args, add_task_args, load_prior_cached,
                      pick_device, require_pixel_prior, sampler_from_args, setup_logging,
@@ -28,6 +29,8 @@ and run.json (the configuration; a rerun with other settings into the same OUT i
 Exit code: 0 when at least one image has results, 1 when none has, 2 for a usage error.
 
 Many processes: accelerate launch -m nested_inverse run DATASET_DIR --task sr4 --out OUT
+(each process then takes its share of the CPU cores, cores // processes torch threads, unless
+--threads says otherwise)
 """
 
 
@@ -58,6 +61,12 @@ def add_parser(subparsers: Any) -> None:
     add_sampler_args(p)
     p.add_argument("--samples", type=int, default=1, metavar="K",
                    help="restorations per image, each with its own seed (default: 1)")
+    p.add_argument("--max-side", type=int, default=None, metavar="N",
+                   help="downscale every image so its longer side is at most N pixels (after "
+                        "--center-crop); default: each image at its own size")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads per process (default: torch's own with one process, "
+                        "cores // processes with several)")
     add_prior_args(p)
     p.set_defaults(func=run)
 
@@ -70,20 +79,25 @@ def check_crop(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     setup_logging()
     check_crop(args)
+    if args.max_side is not None and args.max_side < 1:
+        raise UsageError(f"`--max-side`={args.max_side} must be a positive number of pixels")
     task = task_from_args(args)
     sampler = sampler_from_args(args).for_noise(args.sigma_y)  # the policy for the noise given
     processes = launcher_processes()
+    share_cores(processes, args.threads)
     device = pick_device(args.device, processes.device)
     prior = require_pixel_prior(load_prior_cached(args.prior, str(device), args.dtype,
                                                   args.allow_pickle), args.prior, "run")
     settings = {**task.describe(), "sigma_y": args.sigma_y, "seed": args.seed,
-                "center_crop": args.center_crop, "samples": args.samples, "prior": args.prior,
+                "center_crop": args.center_crop,
+                **({"max_side": args.max_side} if args.max_side is not None else {}),
+                "samples": args.samples, "prior": args.prior,
                 "dtype": args.dtype, **sampler.describe()}
     summary = run_dataset(
         args.dataset, args.out, task, prior=prior, sampler=sampler, sigma_y=args.sigma_y,
         seed=args.seed, samples=args.samples, batch_size=args.batch_size, limit=args.limit,
-        center_crop=args.center_crop, device=device, settings=settings, processes=processes,
-        progress=not args.no_progress,
+        center_crop=args.center_crop, max_side=args.max_side, device=device, settings=settings,
+        processes=processes, progress=not args.no_progress,
     )
     if not processes.main:
         return 0  # the main process reports for everyone

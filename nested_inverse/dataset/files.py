@@ -182,10 +182,12 @@ def npy_bytes(array: Tensor) -> bytes:
 
 
 
-def load_clean(path: Path, factor: int, crop: int | None, rel: str) -> Tensor:
+def load_clean(path: Path, factor: int, crop: int | None, rel: str,
+               max_side: int | None = None) -> Tensor:
+    """The clean image at ``path`` as ``[1, 3, H, W]`` in [0, 1], through :func:`prepare_clean`."""
     try:
         x = load_image(path, mode="RGB")
     except ValueError as err:
         cause = " ".join(str(err.__cause__ or "").replace(str(path), "").split()).strip(" '\"")
         raise UsageError(f"not a readable image file{f' ({cause})' if cause else ''}") from err
-    return prepare_clean(x, factor, crop, rel)
+    return prepare_clean(x, factor, crop, rel, max_side)

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import UsageError
 
-__all__ = ["Processes", "launcher_processes"]
+__all__ = ["Processes", "launcher_processes", "share_cores"]
 
 
 @dataclass
@@ -40,3 +40,30 @@ def launcher_processes() -> Processes:
                          "but accelerate is not installed; pip install 'nested-inverse[distributed]'") from err
     state = PartialState()
     return Processes(state.process_index, state.num_processes, state.wait_for_everyone, state.device)
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def share_cores(processes: Processes, threads: int | None = None) -> int | None:
+    """Set torch's CPU threads for this process: ``threads`` when given, else, with several
+    processes on this machine, ``max(1, cores // processes)``; returns what was set (None: left).
+
+    Processes that each start one thread per core wait on each other: on a busy 2-core machine
+    one evaluation took 4.9 s with two threads and 0.58 s with one (issue 21).
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise UsageError(f"`threads`={threads!r} must be an integer >= 1")
+    else:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "") or processes.world)
+        if local <= 1:
+            return None
+        threads = max(1, _cores() // local)
+    torch.set_num_threads(threads)
+    return threads

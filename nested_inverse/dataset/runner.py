@@ -20,7 +20,7 @@ Guarantees:
   and image ``k`` comes out exactly as ``nested-inverse restore --degrade --seed <seed + k>``
   restores it alone (its record notes that seed as ``seeds.image``).
 - **Mixed sizes.** Every image is loaded as RGB, centre-cropped to ``center_crop`` when given,
-  then centre-cropped to a multiple of the task's scale factor (4 for ``sr4``, 1 otherwise); only
+  downscaled so its longer side is at most ``max_side`` when given, then centre-cropped to a multiple of the task's scale factor (4 for ``sr4``, 1 otherwise); only
   images of the same resulting size share a batch. Images smaller than the task needs are reported
   as failures.
 - **Atomic, resumable outputs.** Every file is written to a temporary name and renamed into place;
@@ -96,6 +96,7 @@ def run_dataset(
     batch_size: int = 4,
     limit: int | None = None,
     center_crop: int | None = None,
+    max_side: int | None = None,
     device: str | torch.device | None = None,
     settings: Mapping[str, Any] | None = None,
     processes: Processes | None = None,
@@ -117,6 +118,7 @@ def run_dataset(
         batch_size: images restored together (same size only).
         limit: only the first ``limit`` images of the sorted file list.
         center_crop: centre-crop every image to ``center_crop × center_crop`` first.
+        max_side: then downscale it (area average) so its longer side is at most ``max_side``.
         settings: the configuration recorded in ``run.json`` (what makes results comparable);
             defaults to the arguments above.
     """
@@ -124,7 +126,8 @@ def run_dataset(
     if restoring and sampler is None:
         sampler = SamplerConfig()
     for name, value, low in (("samples", samples, 1), ("batch_size", batch_size, 1),
-                             ("limit", limit if limit is not None else 1, 1)):
+                             ("limit", limit if limit is not None else 1, 1),
+                             ("max_side", max_side if max_side is not None else 1, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UsageError(f"`{name}`={value!r} must be an integer >= {low}")
     if not (sigma_y >= 0 and math.isfinite(sigma_y)):
@@ -139,6 +142,7 @@ def run_dataset(
     factor, _, _ = task.geometry()
     if settings is None:
         settings = {**task.describe(), "sigma_y": sigma_y, "seed": seed, "center_crop": center_crop,
+                    **({"max_side": max_side} if max_side is not None else {}),
                     **({"samples": samples, **sampler.describe()} if restoring else {})}
     settings = {"mode": "run" if restoring else "degrade", **settings}
 
@@ -162,7 +166,8 @@ def run_dataset(
     shapes: dict[int, tuple[int, ...]] = {}
     for i in todo:
         try:
-            shapes[i] = tuple(load_clean(Path(root) / rels[i], factor, center_crop, rels[i]).shape)
+            shapes[i] = tuple(load_clean(Path(root) / rels[i], factor, center_crop, rels[i],
+                                         max_side).shape)
         except (UsageError, ValueError, OSError) as err:
             fail(rels[i], err)
     order = sorted(shapes, key=lambda i: (shapes[i], i))
@@ -172,7 +177,7 @@ def run_dataset(
                     f"rank {processes.rank}/{processes.world}" if processes.world > 1 else "images")
     processed = 0
     job = _Job(Path(root), out, task, prior, sampler, sigma_y, seed, samples, factor, center_crop,
-               device, names)
+               device, names, max_side)
     for batch in batches:
         for items in _retry_singly(batch, [rels[i] for i in batch], job, fail):
             processed += items
@@ -288,10 +293,12 @@ class _Job:
     crop: int | None
     device: torch.device
     names: Mapping[str, str]
+    max_side: int | None = None
 
     def __call__(self, indices: list[int], rels: list[str]) -> None:
         t0 = time.perf_counter()
-        x01 = torch.cat([load_clean(self.root / rel, self.factor, self.crop, rel) for rel in rels])
+        x01 = torch.cat([load_clean(self.root / rel, self.factor, self.crop, rel, self.max_side)
+                         for rel in rels])
         B, shape = x01.shape[0], tuple(x01.shape[1:])
 
         seeds = [ImageSeeds(self.seed + i) for i in indices]  # the rule of nested_inverse.seeds

@@ -24,6 +24,10 @@ import json
 import logging
 import os
 import re
+import socket
+import threading
+import warnings
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +48,8 @@ __all__ = ["default_prior", "load_prior", "load_unet"]
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _SCHEDULE_HINT = "a scheduler config dict, a diffusers scheduler, {'betas': ...} or alphas_cumprod"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+#: seconds the Hub probe waits for a connection (offline, the Hub client retried for ~50 s).
+HUB_PROBE_S = 3.0
 
 
 def load_unet(
@@ -75,6 +81,7 @@ def load_unet(
     """
     from diffusers import UNet2DModel
 
+    kwargs = _without_accelerate(kwargs)
     given = os.fspath(path_or_repo_id)
     root = Path(given).expanduser()
     if subfolder:
@@ -128,6 +135,17 @@ def load_unet(
     return unet, schedule
 
 
+def _without_accelerate(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``low_cpu_mem_usage=False`` when ``accelerate`` is not installed: what
+    diffusers falls back to anyway, said here without its "accelerate was not found" warning on
+    every first run (accelerate is an optional extra; the UNets here load in a second without)."""
+    from diffusers.utils import is_accelerate_available
+
+    if "low_cpu_mem_usage" in kwargs or is_accelerate_available():
+        return kwargs
+    return {**kwargs, "low_cpu_mem_usage": False}
+
+
 def _use_safetensors(unet_dir: Path, variant: str | None, allow_pickle: bool) -> bool:
     """True for safetensors weights in ``unet_dir``, False for pickled ones (only with ``allow_pickle``)."""
     safetensors = sorted(unet_dir.glob("*.safetensors"))
@@ -160,11 +178,28 @@ def _load_unet_from_hub(
     allow_pickle: bool,
     **kwargs: Any,
 ) -> tuple["UNet2DModel", Any]:
+    """A Hub repo's UNet and schedule; from the local cache alone when the Hub cannot be reached
+    (``HF_HUB_OFFLINE`` or no connection), failing in seconds when it is not there."""
+    # None lets diffusers fall back to .bin; True makes it refuse pickles outright.
+    use_safetensors = None if allow_pickle else True
+    offline = _hub_unreachable()
+    if offline:  # the local cache only, in a second instead of a minute of retries
+        kwargs = {**kwargs, "local_files_only": True}
+    with warnings.catch_warnings():
+        # diffusers still passes a retired argument; the user can do nothing about it
+        warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument")
+        return _hub_unet(repo_id, subfolder, torch_dtype, schedule, allow_pickle, offline,
+                         use_safetensors, **kwargs)
+
+
+def _hub_unet(
+    repo_id: str, subfolder: str | None, torch_dtype: torch.dtype, schedule: Any,
+    allow_pickle: bool, offline: str | None, use_safetensors: bool | None, **kwargs: Any,
+) -> tuple["UNet2DModel", Any]:
+    """:func:`_load_unet_from_hub` past its checks: the pipeline layout, else a bare UNet."""
     from diffusers import DDPMScheduler, UNet2DModel
 
     prefix = f"{subfolder}/" if subfolder else ""
-    # None lets diffusers fall back to .bin; True makes it refuse pickles outright.
-    use_safetensors = None if allow_pickle else True
     try:
         try:
             unet = UNet2DModel.from_pretrained(
@@ -180,19 +215,56 @@ def _load_unet_from_hub(
             sched_sub = None
         if schedule is None:
             try:
-                schedule = DDPMScheduler.load_config(repo_id, subfolder=sched_sub or subfolder)
+                schedule = DDPMScheduler.load_config(repo_id, subfolder=sched_sub or subfolder,
+                                                     local_files_only=bool(offline))
             except (OSError, EnvironmentError) as err:
                 raise ValueError(
                     f"Hub repo {repo_id!r} has no scheduler config; pass `schedule=` "
                     f"({_SCHEDULE_HINT}): {err}"
                 ) from err
     except (OSError, EnvironmentError) as err:
+        if offline:
+            raise FileNotFoundError(_not_cached(repo_id, subfolder, offline)) from err
         hint = "" if allow_pickle else " (pickled .bin weights need `allow_pickle=True`)"
         raise FileNotFoundError(
             f"`path_or_repo_id`={repo_id!r}{_sub(subfolder)} is neither a local folder nor a "
             f"loadable Hub repo{hint}: {err}"
         ) from err
     return unet, schedule
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hub cannot be asked (``HF_HUB_OFFLINE`` set, or no connection to its endpoint
+    within ``HUB_PROBE_S``), or None when it can."""
+    import huggingface_hub.constants as hub
+
+    if hub.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes",
+                                                                              "on"):
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or hub.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    failure: list[str] = ["no answer within " f"{HUB_PROBE_S:g} s"]
+
+    def probe() -> None:  # in a thread: a name lookup can block longer than any socket timeout
+        try:
+            socket.create_connection((host, port), timeout=HUB_PROBE_S).close()
+            failure.clear()
+        except OSError as err:
+            failure[0] = err.strerror or type(err).__name__
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(HUB_PROBE_S + 0.5)
+    return f"no connection to {host}:{port}: {failure[0]}" if failure else None
+
+
+def _not_cached(repo_id: str, subfolder: str | None, why: str) -> str:
+    import huggingface_hub.constants as hub
+
+    return (f"`path_or_repo_id`={repo_id!r}{_sub(subfolder)} is not a local folder, not in the "
+            f"local Hugging Face cache ({hub.HF_HUB_CACHE}), and the Hub cannot be reached "
+            f"({why}): download it once where there is a network (`hf download {repo_id}`; it "
+            "then loads offline from the cache) or give a local folder")
 
 
 def _sub(subfolder: str | None) -> str:
