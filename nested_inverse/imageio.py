@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from torch import Tensor
 from .paths import images_dir
 
 __all__ = [
+    "ImageTooLarge",
     "atomic_write",
     "bundled_image",
     "bundled_image_names",
@@ -55,7 +58,9 @@ def load_image(path: str | os.PathLike[str], mode: str | None = "RGB") -> Tensor
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is not a readable image, or ``mode`` is not accepted.
+        ValueError: ``path`` is not a readable image, or ``mode`` is not accepted;
+            :class:`ImageTooLarge` (a ValueError) when it has more pixels than Pillow's
+            decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS``.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -67,13 +72,43 @@ def load_image(path: str | os.PathLike[str], mode: str | None = "RGB") -> Tensor
     if p.is_dir():
         raise ValueError(f"`path`={str(path)!r} is a folder; expected an image file")
     try:
-        with Image.open(p) as img:
+        with _open(p, path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
             x = to_tensor(img)
+    except ImageTooLarge:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"`path`={str(path)!r} is not a readable image: {err}") from err
     return _to_mode(x, mode)
+
+
+class ImageTooLarge(ValueError):
+    """An image file beyond Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``);
+    the message names the file, its pixels, the limit and what to do."""
+
+
+def _open(p: Path, path: str | os.PathLike[str]) -> Any:
+    """``PIL.Image.open(p)``, refusing a file of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels
+    (Pillow warns above it and raises above twice it, in words about attacks) with
+    :class:`ImageTooLarge`. ``MAX_IMAGE_PIXELS = None`` lifts the limit, as it does for Pillow."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(p)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        # Pillow says the pixel count only in its message: "Image size (N pixels) exceeds ..."
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        n = int(found.group(1)) if found else None
+        size = "larger than the limit" if n is None else f"{n} pixels ({n / 1e6:.1f} megapixels)"
+        limit = Image.MAX_IMAGE_PIXELS
+        raise ImageTooLarge(
+            f"`path`={str(path)!r} is {size}, beyond Pillow's decompression-bomb limit of "
+            f"{limit} pixels ({limit / 1e6:.1f} megapixels, PIL.Image.MAX_IMAGE_PIXELS): downscale it "
+            "first (restorations of a few megapixels are what fits in memory; e.g. 4096 pixels on "
+            "the longer side), or, for a file you trust, raise PIL.Image.MAX_IMAGE_PIXELS") from None
 
 
 def _to_mode(x: Tensor, mode: str | None) -> Tensor:

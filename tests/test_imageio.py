@@ -201,3 +201,22 @@ def test_exported():
     for name in ("load_image", "save_image", "to_tensor", "from_tensor", "bundled_image",
                  "heldout_image", "heldout_image_names"):
         assert name in nested_inverse.__all__ and hasattr(nested_inverse, name)
+
+
+@pytest.mark.parametrize("limit", [15_000, 5_000])  # Pillow warns above the limit, raises above 2×
+def test_images_beyond_the_decompression_bomb_limit_are_refused_in_words(tmp_path, monkeypatch, limit):
+    from nested_inverse.imageio import ImageTooLarge
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (200, 100)).save(path)  # 20000 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ImageTooLarge) as info:
+        load_image(path)
+    text = str(info.value)
+    assert f"`path`={str(path)!r} is 20000 pixels (0.0 megapixels)" in text
+    assert f"limit of {limit} pixels ({limit / 1e6:.1f} megapixels, PIL.Image.MAX_IMAGE_PIXELS)" in text
+    assert "downscale it first" in text
+    assert "attack" not in text  # not Pillow's own words
+    assert isinstance(info.value, ValueError)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # lifted, as for Pillow itself
+    assert load_image(path).shape == (1, 3, 100, 200)

@@ -29,20 +29,23 @@ _GIB = 2 ** 30
 _ROOT = Path(__file__).resolve().parents[1]
 
 
-def _python(code: str, *, limit_bytes: int | None = None, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
+Finished = tuple[subprocess.CompletedProcess, float]
+
+
+def _python(code: str, *, limit_bytes: int | None = None, timeout: float = 120) -> Finished:
     """Run ``code`` in a fresh interpreter (under ``RLIMIT_AS`` = ``limit_bytes`` when given);
     returns the finished process and its wall seconds."""
     return _run([sys.executable, "-c", textwrap.dedent(code)], limit_bytes=limit_bytes, timeout=timeout)
 
 
-def _run(cmd: list[str], *, limit_bytes: int | None = None, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
+def _run(cmd: list[str], *, limit_bytes: int | None = None, timeout: float = 120) -> Finished:
     def limit() -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
                          preexec_fn=None if limit_bytes is None else limit)

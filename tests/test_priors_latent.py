@@ -310,3 +310,28 @@ def test_class_names_from_id2label(dit):
                                          r"this prior; accepted: integers in \[0, 10\) or names "
                                          r"from its id2label \('class0', 'class1', 'class2', …\)"):
         dit.conditioned(class_label="golden retriever")
+
+
+def test_large_images_go_through_the_vae_on_tiles(sd):
+    """The tiny VAE's sample size is 16 px: images over 32 px decode and encode on diffusers'
+    tiles (issue 19), smaller ones whole, and the VAE's own setting is restored after."""
+    vae = sd.vae
+    assert vae.tile_sample_min_size == 16 and not vae.use_tiling
+    small, large = _z(1), torch.randn(1, 4, 24, 24, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(sd.decode(small), vae.decode(small / 0.18215).sample)  # 16 px: whole
+        x = sd.decode(large)  # 48 px > 2 × 16: tiles
+        assert x.shape == (1, 3, 48, 48) and not vae.use_tiling
+        assert torch.equal(x, vae.tiled_decode(large / 0.18215).sample)
+        assert not torch.allclose(x, vae.decode(large / 0.18215).sample, atol=1e-4)
+        z = sd.encode(x)
+        assert z.shape == (1, 4, 24, 24) and not vae.use_tiling
+        vae.enable_tiling()
+        try:
+            assert torch.equal(z, vae.encode(x).latent_dist.mean * 0.18215)
+        finally:
+            vae.disable_tiling()
+        assert not torch.allclose(z, vae.encode(x).latent_dist.mean * 0.18215, atol=1e-4)
+    large.requires_grad_(True)
+    sd.decode(large).sum().backward()  # latent solvers differentiate through the tiled decoder
+    assert large.grad is not None and large.grad.abs().sum() > 0

@@ -24,7 +24,8 @@ References:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -34,8 +35,9 @@ from .conditional import (Condition, GuidedLatentPrior, check_scale, class_condi
                           prompt_condition)
 from .diffusers import PREDICTION_TYPES, DiffusionPrior
 from .schedule import alphas_cumprod_from_schedule
+from .tiled import UNTILED_UP_TO
 
-__all__ = ["LatentDiffusionPrior", "x0_eps_from_output"]
+__all__ = ["LatentDiffusionPrior", "vae_tiling", "x0_eps_from_output"]
 
 
 def x0_eps_from_output(out: Tensor, z_t: Tensor, a: Tensor, prediction_type: str) -> tuple[Tensor, Tensor]:
@@ -332,7 +334,8 @@ class LatentDiffusionPrior(nn.Module):
         r"""Images ``x = D(z/s_f + shift)`` ``[B, 3, f·h, f·w]`` in the model range (not clamped,
         so gradients pass), in ``z``'s device and at least float32. Differentiable in ``z``."""
         vdev, vdtype = _param(self.vae)
-        x = self.vae.decode((z / self.scaling_factor + self.shift_factor).to(vdev, vdtype)).sample
+        with vae_tiling(self.vae, max(z.shape[-2:]) * self.vae_scale_factor):
+            x = self.vae.decode((z / self.scaling_factor + self.shift_factor).to(vdev, vdtype)).sample
         return x.to(device=z.device, dtype=torch.promote_types(z.dtype, torch.float32))
 
     def encode(self, x: Tensor) -> Tensor:
@@ -342,7 +345,8 @@ class LatentDiffusionPrior(nn.Module):
             raise ValueError(f"`x` must be images [B, 3, H, W] with H and W multiples of the VAE "
                              f"factor {self.vae_scale_factor}, got shape {tuple(x.shape)}")
         vdev, vdtype = _param(self.vae)
-        mean = self.vae.encode(x.to(vdev, vdtype)).latent_dist.mean
+        with vae_tiling(self.vae, max(x.shape[-2:])):
+            mean = self.vae.encode(x.to(vdev, vdtype)).latent_dist.mean
         z = (mean - self.shift_factor) * self.scaling_factor
         return z.to(device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
 
@@ -354,6 +358,27 @@ class LatentDiffusionPrior(nn.Module):
         from .pipelines import load_latent_pipeline
 
         return load_latent_pipeline(path, **kwargs)
+
+
+@contextmanager
+def vae_tiling(vae: nn.Module, side: int) -> Iterator[bool]:
+    """diffusers' tiled VAE (``enable_tiling``: tiles of the VAE's ``sample_size`` pixels, blended
+    over a quarter of a tile) for an image whose longer ``side`` exceeds ``UNTILED_UP_TO`` (2)
+    times that size, as pixel priors tile (:func:`~nested_inverse.priors.tiled_for`): memory stays
+    bounded on large images; smaller ones decode whole, unchanged (tiles shift tones slightly,
+    from the decoder's per-tile group norms). Yields whether it tiles; a VAE without
+    ``enable_tiling``, or one whose tiling its owner already enabled, is left as it is."""
+    size = getattr(vae, "tile_sample_min_size", None)
+    size = min(size) if isinstance(size, (tuple, list)) else size
+    if (not size or not hasattr(vae, "enable_tiling") or getattr(vae, "use_tiling", False)
+            or side <= UNTILED_UP_TO * size):
+        yield False
+        return
+    vae.enable_tiling()
+    try:
+        yield True
+    finally:
+        vae.disable_tiling()
 
 
 def _param(module: nn.Module) -> tuple[torch.device, torch.dtype]:
