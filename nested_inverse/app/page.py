@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -207,51 +208,207 @@ def _float(value: Any) -> Any:
 
 def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
     """The page, with ``max_runs`` runs at once over all tabs (more wait in Gradio's queue)."""
+    latent = is_latent_prior(sessions.prior)
+    with gr.Blocks(title="nested-inverse") as page:
+        gr.Markdown(_INTRO + (_INTRO_LATENT if latent else ""))
+        with gr.Row():
+            with gr.Column(scale=1):
+                inputs = _input_fields(sessions.prior)
+            with gr.Column(scale=2):
+                results = _result_fields()
+        _wire(page, SimpleNamespace(**vars(inputs), **vars(results)), _Handlers(sessions),
+              max_runs)
+    return page
 
-    def session_of(request: gr.Request) -> Session:
-        return sessions.get(request.session_hash)
 
-    def loaded(source: Source, session: Session) -> tuple[Any, ...]:
-        """Outputs for a new input: the canvas shows it, the old results go (they were of
-        another image)."""
-        session.source = source
-        arr = (source.image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-        h, w = arr.shape[:2]
-        return ({"background": arr, "layers": [], "composite": arr}, gr.skip(),
-                f"{source.name}: {w}×{h} pixels loaded; press **Run**", None, [], None,
-                None, None, None)
+def _input_fields(prior: Any) -> SimpleNamespace:
+    """The left column, created in the current Gradio context: the image, the task, the prompt or
+    class (latent pipelines), the sizes and the sampler; the components by name."""
+    latent = is_latent_prior(prior)
+    kind = getattr(prior, "kind", None) if latent else None
+    ui = SimpleNamespace()
+    ui.upload = gr.File(label="Upload an image (PNG, JPEG, TIFF)", type="filepath",
+                        file_types=["image"], elem_id="upload")
+    ui.example = gr.Dropdown(named_images(), value=None, label="…or pick an example",
+                             elem_id="example")
+    ui.canvas = gr.ImageEditor(
+        label="The image: for inpaint-mask, paint the region to fill", sources=(),
+        type="numpy", image_mode="RGBA", elem_id="canvas",
+        brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"))
+    ui.mask_file = gr.File(label="…or upload a mask (white = observed, black = missing)",
+                           type="filepath", file_types=["image"])
+    ui.task = gr.Dropdown(TASKS, value=GENERATE if latent else "sr4", label="Task",
+                          elem_id="task")
+    # Steering a latent pipeline: shown only when one is served (the settings refuse these fields
+    # for a pixel prior anyway).
+    with gr.Accordion("Prompt / class (latent pipeline)", open=True, visible=latent):
+        ui.prompt = gr.Textbox("", label="Prompt", elem_id="prompt", visible=kind == "text",
+                               placeholder="a photo of a cat (text-to-image pipelines)")
+        ui.negative = gr.Textbox("", label="Negative prompt", elem_id="negative_prompt",
+                                 visible=kind == "text")
+        ui.label = gr.Textbox("", label="Class (id or name; class-conditional pipelines)",
+                              elem_id="class_label", visible=kind == "class")
+        ui.scale = gr.Number(None, minimum=0, elem_id="guidance_scale",
+                             label="Guidance scale (empty: 7.5 text / 4 class for "
+                                   "generate, 1 for restorations)")
+    ui.sigma_y = gr.Number(0.0, label="σ_y: noise std on the [0, 1] scale", minimum=0)
+    ui.degraded = gr.Checkbox(False, label="The image is already degraded (it is y)")
+    with gr.Row():
+        ui.max_side = gr.Number(DEFAULT_MAX_SIDE, precision=0, minimum=0, elem_id="max_side",
+                                label="Max side (px; the whole image is downscaled to it; 0: "
+                                      "full size)")
+        ui.crop = gr.Number(0, precision=0, minimum=0, elem_id="crop",
+                            label="Centre crop N×N (0: none; the size for generate)")
+    ui.estimated = gr.Markdown("", elem_id="estimate")
+    with gr.Accordion("Sampler", open=True):
+        # only the solvers that fit the served prior (pixel or latent)
+        ui.method = gr.Dropdown(solvers.available(latent=latent),
+                                value=solvers.default_method(prior), label="Method")
+        # Gradio shows an empty number as 0 and refuses a value under `minimum` before any
+        # handler runs ("Value 0 is less than minimum value 1", naming no field): so these have
+        # no minimum, 0 or empty means auto / none, and the settings refuse the rest with the
+        # field's label.
+        with gr.Row():
+            ui.outer = gr.Number(None, precision=0, elem_id="outer",
+                                 label="Outer steps K (0 or empty: auto)")
+            ui.inner = gr.Number(None, precision=0, elem_id="inner",
+                                 label="Inner steps I (0 or empty: auto)")
+            ui.seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+        with gr.Row():
+            ui.budget = gr.Number(None, precision=0, elem_id="budget",
+                                  label="Budget (NFE; 0 or empty: none)")
+            ui.deadline = gr.Number(None, elem_id="deadline",
+                                    label="Deadline (s; 0 or empty: none)")
+        ui.compare = gr.Checkbox(False, label="Show vanilla x̂0 beside, at equal NFE")
+    return ui
 
-    def refused(err: UsageError, session: Session) -> tuple[Any, ...]:
-        """Outputs for a refused input: no source at all (a Run now is refused, never run on an
-        earlier image), the upload box and canvas emptied, the message where the status is."""
-        session.source = None
-        message = on_page(str(err))
-        log.info("refused input: %s", message)
-        gr.Warning(message)
-        return (None, None, f"**Not loaded:** {message}. No image is loaded now.", None, [],
-                None, None, None, None)
 
-    def on_upload(path: Any, request: gr.Request) -> Any:
-        session = session_of(request)
+def _result_fields() -> SimpleNamespace:
+    """The right column, created in the current Gradio context: Run and the status, the pictures,
+    the buttons that steer a run, the strip, Edit, the downloads and the uncertainty map."""
+    ui = SimpleNamespace()
+    # Run and the status at the top of the results, where the eye is after pressing.
+    with gr.Row(equal_height=True):
+        ui.run = gr.Button("Run", variant="primary", elem_id="run", scale=1)
+        ui.stop = gr.Button("Stop (keep this result)", variant="stop", elem_id="stop", scale=1)
+        ui.status = gr.Markdown("Load an image and press Run.", elem_id="status")
+    # y · restoration · reference at one display scale (each enlarged to ~256 px).
+    with gr.Row():
+        ui.observed = gr.Image(label="Observation y", type="numpy", interactive=False,
+                               elem_id="observed", height=_SHOWN_HEIGHT)
+        ui.result = gr.Image(label="Restoration (live)", type="numpy", interactive=False,
+                             elem_id="result", height=_SHOWN_HEIGHT)
+        ui.reference = gr.Image(label="Reference", type="numpy", interactive=False,
+                                elem_id="reference", height=_SHOWN_HEIGHT)
+        ui.vanilla = gr.Image(label="Vanilla x̂0", type="numpy", interactive=False,
+                              visible=False, height=_SHOWN_HEIGHT)
+    gr.Markdown(_LEGEND, elem_id="legend")
+    ui.photo = gr.Image(label="Your photo, the restored region marked", type="numpy",
+                        interactive=False, elem_id="photo", height=200)
+    with gr.Row():
+        ui.resample = gr.Button("Resample last step", elem_id="resample")
+        ui.pause = gr.Button("Pause", elem_id="pause")
+        ui.resume = gr.Button("Continue", elem_id="continue")
+    with gr.Row():
+        ui.new_inner = gr.Number(4, precision=0, minimum=1, label="Inner steps from the next step")
+        ui.set_inner = gr.Button("Set inner steps")
+    ui.strip = gr.Gallery(label="Every outer step (click one for its time)", columns=8, height=170,
+                          object_fit="contain", elem_id="strip")
+    with gr.Accordion("Edit: Pause, paint on the result, apply", open=False):
+        ui.edit_canvas = gr.ImageEditor(label="The current result", sources=(), type="numpy",
+                                        image_mode="RGB")
+        ui.apply_edit = gr.Button("Apply edit and continue")
+    ui.downloads = gr.File(label="Downloads: restoration, observation, steps, record",
+                           file_count="multiple", interactive=False, elem_id="downloads")
+    with gr.Row():
+        ui.samples = gr.Number(4, precision=0, minimum=2, maximum=16, label="Samples")
+        ui.uncertain = gr.Button("Uncertainty map (std over samples)")
+    ui.uncertainty = gr.Image(label="Per-pixel std", type="numpy", interactive=False, height=240)
+    return ui
+
+
+def _wire(page: gr.Blocks, ui: SimpleNamespace, handlers: _Handlers, max_runs: int) -> None:
+    """The page's events → ``handlers``: loading an image, the estimate, Run (``max_runs`` at once
+    over all tabs, in one concurrency group with the uncertainty map), the commands, closing a
+    tab."""
+    loading = [ui.canvas, ui.upload, ui.status, ui.result, ui.strip, ui.downloads, ui.photo,
+               ui.observed, ui.reference]
+    loads = [ui.upload.upload(handlers.on_upload, [ui.upload], loading, concurrency_limit=None),
+             ui.example.change(handlers.on_example, [ui.example], loading,
+                               concurrency_limit=None)]
+    inputs = [ui.canvas, ui.mask_file, ui.task, ui.sigma_y, ui.degraded, ui.crop, ui.max_side,
+              ui.method, ui.outer, ui.inner, ui.seed, ui.budget, ui.deadline, ui.compare,
+              ui.prompt, ui.negative, ui.label, ui.scale]
+    sizing = [ui.canvas, ui.task, ui.degraded, ui.crop, ui.max_side, ui.method, ui.outer,
+              ui.inner, ui.budget]
+    on_estimate = handlers.on_estimate  # one function for every event: one concurrency group
+    # A new image (the canvas set by a handler) and every field that changes the size or the
+    # budget update the estimate.
+    for event in [*loads, *(box.change for box in sizing[1:])]:
+        then = event.then if hasattr(event, "then") else event
+        then(on_estimate, sizing, [ui.estimated], concurrency_limit=None, show_progress="hidden")
+    ui.run.click(handlers.on_run, inputs, [ui.status, ui.result, ui.vanilla, ui.strip,
+                                           ui.edit_canvas, ui.downloads, ui.photo, ui.observed,
+                                           ui.reference],
+                 concurrency_limit=max_runs, concurrency_id="runs")
+    ui.uncertain.click(handlers.on_uncertainty, [ui.samples], [ui.uncertainty],
+                       concurrency_id="runs")
+    for button, act in ((ui.stop, lambda s: s.stop()),
+                        (ui.resample, lambda s: s.command(Resample())),
+                        (ui.pause, lambda s: s.pause()), (ui.resume, lambda s: s.resume())):
+        button.click(handlers.control(act), None, None, concurrency_limit=None)
+    ui.set_inner.click(handlers.control_with(lambda s, n: s.command(SetInnerSteps(_int(n)))),
+                       [ui.new_inner], None, concurrency_limit=None)
+    ui.apply_edit.click(handlers.control_with(_edit), [ui.edit_canvas], None,
+                        concurrency_limit=None)
+    page.unload(handlers.on_unload)
+
+
+class _Handlers:
+    """The page's event handlers over one server's ``sessions``, each tab's found by Gradio's
+    session hash. Gradio passes a handler its inputs positionally and the request only to a
+    parameter annotated ``gr.Request``; the names (``on_run`` …) are what the tests look up."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+
+    def session_of(self, request: gr.Request) -> Session:
+        return self.sessions.get(request.session_hash)
+
+    def on_upload(self, path: Any, request: gr.Request) -> Any:
+        session = self.session_of(request)
         try:
-            return loaded(read_image(path, name=_name_of(path)), session)
+            return _loaded(read_image(path, name=_name_of(path)), session)
         except UsageError as err:
-            return refused(err, session)
+            return _refused(err, session)
 
-    def on_example(name: str | None, request: gr.Request) -> Any:
+    def on_example(self, name: str | None, request: gr.Request) -> Any:
         if not name:
             return (gr.skip(),) * 9
-        session = session_of(request)
+        session = self.session_of(request)
         try:
-            return loaded(read_named(name), session)
+            return _loaded(read_named(name), session)
         except UsageError as err:
-            return refused(err, session)
+            return _refused(err, session)
 
-    def on_run(canvas: Any, mask_file: Any, task: str, sigma_y: Any, degraded: bool, crop: Any,
-               max_side: Any, method: str, outer: Any, inner: Any, seed: Any, budget: Any, deadline: Any,
-               compare: bool, prompt: Any, negative: Any, label: Any, scale: Any,
-               request: gr.Request) -> Any:
-        session = session_of(request)
+    def on_estimate(self, canvas: Any, task: str, degraded: bool, crop: Any, max_side: Any,
+                    method: str, outer: Any, inner: Any, budget: Any,
+                    request: gr.Request) -> str:
+        source = self.session_of(request).source if editor_image(canvas) is not None else None
+        try:
+            return estimate(self.sessions.prior, source, Settings(
+                task=task, degraded=bool(degraded), center_crop=_int(crop, zero_is_none=True),
+                max_side=_int(max_side, zero_is_none=True), method=method,
+                outer=_int(outer, zero_is_none=True), inner=_int(inner, zero_is_none=True),
+                budget_nfe=_int(budget, zero_is_none=True)))
+        except (ValueError, TypeError):  # settings Run would refuse: Run says why
+            return ""
+
+    def on_run(self, canvas: Any, mask_file: Any, task: str, sigma_y: Any, degraded: bool,
+               crop: Any, max_side: Any, method: str, outer: Any, inner: Any, seed: Any,
+               budget: Any, deadline: Any, compare: bool, prompt: Any, negative: Any, label: Any,
+               scale: Any, request: gr.Request) -> Any:
+        session = self.session_of(request)
         try:
             settings = Settings(task=task, sigma_y=_float(sigma_y) or 0.0, degraded=bool(degraded),
                                 prompt=_text(prompt), negative_prompt=_text(negative),
@@ -287,8 +444,8 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
             gr.Warning(message)
             yield (f"**{message}**",) + (gr.skip(),) * 8
 
-    def on_uncertainty(samples: Any, request: gr.Request) -> Any:
-        session = session_of(request)
+    def on_uncertainty(self, samples: Any, request: gr.Request) -> Any:
+        session = self.session_of(request)
         try:
             for std, n in session.uncertainty(_int(samples)):
                 peak = float(std.max())
@@ -301,177 +458,61 @@ def build_page(sessions: Sessions, max_runs: int = 2) -> gr.Blocks:
             gr.Warning(message)
             yield gr.skip()
 
-    def act_on(session: Session, act: Any, *values: Any) -> None:
-        try:
-            act(session, *values)
-        except (UsageError, ValueError) as err:
-            log.info("refused command: %s", on_page(str(err)))
-            gr.Warning(on_page(str(err)))
-
     # Gradio passes the request only to a parameter annotated gr.Request, so one signature each.
-    def control(act: Any) -> Any:
+    def control(self, act: Any) -> Any:
+        """A button's handler: ``act(session)`` on the tab's session, a refusal as a toast."""
         def handler(request: gr.Request) -> None:
-            act_on(session_of(request), act)
+            _act_on(self.session_of(request), act)
         return handler
 
-    def control_with(act: Any) -> Any:
+    def control_with(self, act: Any) -> Any:
+        """:meth:`control` for a button with one input: ``act(session, value)``."""
         def handler(value: Any, request: gr.Request) -> None:
-            act_on(session_of(request), act, value)
+            _act_on(self.session_of(request), act, value)
         return handler
 
-    def edit(session: Session, canvas: Any) -> None:
-        image = editor_composite(canvas)
-        if image is None or session.job is None:
-            raise UsageError("`edit`: nothing painted; Pause, paint on the current result, then "
-                             "apply")
-        session.command(Edit(_unshown(image, session.job.image_shape)))
+    def on_unload(self, request: gr.Request) -> None:
+        self.sessions.close(request.session_hash)
 
-    latent = is_latent_prior(sessions.prior)
-    kind = getattr(sessions.prior, "kind", None) if latent else None
-    with gr.Blocks(title="nested-inverse") as page:
-        gr.Markdown(_INTRO + (_INTRO_LATENT if latent else ""))
-        with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label="Upload an image (PNG, JPEG, TIFF)", type="filepath",
-                                 file_types=["image"], elem_id="upload")
-                example = gr.Dropdown(named_images(), value=None, label="…or pick an example",
-                                      elem_id="example")
-                canvas = gr.ImageEditor(
-                    label="The image: for inpaint-mask, paint the region to fill", sources=(),
-                    type="numpy", image_mode="RGBA", elem_id="canvas",
-                    brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"))
-                mask_file = gr.File(label="…or upload a mask (white = observed, black = missing)",
-                                    type="filepath", file_types=["image"])
-                task = gr.Dropdown(TASKS, value=GENERATE if latent else "sr4", label="Task",
-                                   elem_id="task")
-                # Steering a latent pipeline: shown only when one is served (the settings refuse
-                # these fields for a pixel prior anyway).
-                with gr.Accordion("Prompt / class (latent pipeline)", open=True, visible=latent):
-                    prompt = gr.Textbox("", label="Prompt", elem_id="prompt",
-                                        visible=kind == "text",
-                                        placeholder="a photo of a cat (text-to-image pipelines)")
-                    negative = gr.Textbox("", label="Negative prompt", elem_id="negative_prompt",
-                                          visible=kind == "text")
-                    label = gr.Textbox("", label="Class (id or name; class-conditional pipelines)",
-                                       elem_id="class_label", visible=kind == "class")
-                    scale = gr.Number(None, minimum=0, elem_id="guidance_scale",
-                                      label="Guidance scale (empty: 7.5 text / 4 class for "
-                                            "generate, 1 for restorations)")
-                sigma_y = gr.Number(0.0, label="σ_y: noise std on the [0, 1] scale", minimum=0)
-                degraded = gr.Checkbox(False, label="The image is already degraded (it is y)")
-                with gr.Row():
-                    max_side = gr.Number(DEFAULT_MAX_SIDE, precision=0, minimum=0,
-                                         elem_id="max_side",
-                                         label="Max side (px; the whole image is downscaled to "
-                                               "it; 0: full size)")
-                    crop = gr.Number(0, precision=0, minimum=0, elem_id="crop",
-                                     label="Centre crop N×N (0: none; the size for generate)")
-                estimated = gr.Markdown("", elem_id="estimate")
-                with gr.Accordion("Sampler", open=True):
-                    # only the solvers that fit the served prior (pixel or latent)
-                    fitting = solvers.available(latent=is_latent_prior(sessions.prior))
-                    method = gr.Dropdown(fitting, value=solvers.default_method(sessions.prior),
-                                         label="Method")
-                    # Gradio shows an empty number as 0 and refuses a value under `minimum` before
-                    # any handler runs ("Value 0 is less than minimum value 1", naming no field):
-                    # so these have no minimum, 0 or empty means auto / none, and the settings
-                    # refuse the rest with the field's label.
-                    with gr.Row():
-                        outer = gr.Number(None, precision=0, elem_id="outer",
-                                          label="Outer steps K (0 or empty: auto)")
-                        inner = gr.Number(None, precision=0, elem_id="inner",
-                                          label="Inner steps I (0 or empty: auto)")
-                        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                    with gr.Row():
-                        budget = gr.Number(None, precision=0, elem_id="budget",
-                                           label="Budget (NFE; 0 or empty: none)")
-                        deadline = gr.Number(None, elem_id="deadline",
-                                             label="Deadline (s; 0 or empty: none)")
-                    compare = gr.Checkbox(False, label="Show vanilla x̂0 beside, at equal NFE")
-            with gr.Column(scale=2):
-                # Run and the status at the top of the results, where the eye is after pressing.
-                with gr.Row(equal_height=True):
-                    run = gr.Button("Run", variant="primary", elem_id="run", scale=1)
-                    stop = gr.Button("Stop (keep this result)", variant="stop", elem_id="stop",
-                                     scale=1)
-                    status = gr.Markdown("Load an image and press Run.", elem_id="status")
-                # y · restoration · reference at one display scale (each enlarged to ~256 px).
-                with gr.Row():
-                    observed = gr.Image(label="Observation y", type="numpy", interactive=False,
-                                        elem_id="observed", height=_SHOWN_HEIGHT)
-                    result = gr.Image(label="Restoration (live)", type="numpy",
-                                      interactive=False, elem_id="result", height=_SHOWN_HEIGHT)
-                    reference = gr.Image(label="Reference", type="numpy", interactive=False,
-                                         elem_id="reference", height=_SHOWN_HEIGHT)
-                    vanilla = gr.Image(label="Vanilla x̂0", type="numpy", interactive=False,
-                                       visible=False, height=_SHOWN_HEIGHT)
-                gr.Markdown(_LEGEND, elem_id="legend")
-                photo = gr.Image(label="Your photo, the restored region marked", type="numpy",
-                                 interactive=False, elem_id="photo", height=200)
-                with gr.Row():
-                    resample = gr.Button("Resample last step", elem_id="resample")
-                    pause = gr.Button("Pause", elem_id="pause")
-                    resume = gr.Button("Continue", elem_id="continue")
-                with gr.Row():
-                    new_inner = gr.Number(4, precision=0, minimum=1,
-                                          label="Inner steps from the next step")
-                    set_inner = gr.Button("Set inner steps")
-                strip = gr.Gallery(label="Every outer step (click one for its time)", columns=8,
-                                   height=170,
-                                   object_fit="contain", elem_id="strip")
-                with gr.Accordion("Edit: Pause, paint on the result, apply", open=False):
-                    edit_canvas = gr.ImageEditor(label="The current result", sources=(),
-                                                 type="numpy", image_mode="RGB")
-                    apply_edit = gr.Button("Apply edit and continue")
-                downloads = gr.File(label="Downloads: restoration, observation, steps, record",
-                                    file_count="multiple", interactive=False, elem_id="downloads")
-                with gr.Row():
-                    samples = gr.Number(4, precision=0, minimum=2, maximum=16, label="Samples")
-                    uncertain = gr.Button("Uncertainty map (std over samples)")
-                uncertainty = gr.Image(label="Per-pixel std", type="numpy", interactive=False,
-                                       height=240)
 
-        loading = [canvas, upload, status, result, strip, downloads, photo, observed, reference]
-        loads = [upload.upload(on_upload, [upload], loading, concurrency_limit=None),
-                 example.change(on_example, [example], loading, concurrency_limit=None)]
-        inputs = [canvas, mask_file, task, sigma_y, degraded, crop, max_side, method, outer, inner,
-                  seed, budget, deadline, compare, prompt, negative, label, scale]
+def _loaded(source: Source, session: Session) -> tuple[Any, ...]:
+    """Outputs for a new input: the canvas shows it, the old results go (they were of another
+    image)."""
+    session.source = source
+    arr = (source.image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    h, w = arr.shape[:2]
+    return ({"background": arr, "layers": [], "composite": arr}, gr.skip(),
+            f"{source.name}: {w}×{h} pixels loaded; press **Run**", None, [], None,
+            None, None, None)
 
-        def on_estimate(canvas: Any, task: str, degraded: bool, crop: Any, max_side: Any,
-                        method: str, outer: Any, inner: Any, budget: Any,
-                        request: gr.Request) -> str:
-            source = session_of(request).source if editor_image(canvas) is not None else None
-            try:
-                return estimate(sessions.prior, source, Settings(
-                    task=task, degraded=bool(degraded), center_crop=_int(crop, zero_is_none=True),
-                    max_side=_int(max_side, zero_is_none=True), method=method,
-                    outer=_int(outer, zero_is_none=True), inner=_int(inner, zero_is_none=True),
-                    budget_nfe=_int(budget, zero_is_none=True)))
-            except (ValueError, TypeError):  # settings Run would refuse: Run says why
-                return ""
 
-        sizing = [canvas, task, degraded, crop, max_side, method, outer, inner, budget]
-        # A new image (the canvas set by a handler) and every field that changes the size or the
-        # budget update the estimate.
-        for event in [*loads, *(box.change for box in sizing[1:])]:
-            then = event.then if hasattr(event, "then") else event
-            then(on_estimate, sizing, [estimated], concurrency_limit=None, show_progress="hidden")
-        run.click(on_run, inputs, [status, result, vanilla, strip, edit_canvas, downloads, photo,
-                                   observed, reference],
-                  concurrency_limit=max_runs, concurrency_id="runs")
-        uncertain.click(on_uncertainty, [samples], [uncertainty], concurrency_id="runs")
-        for button, act in ((stop, lambda s: s.stop()), (resample, lambda s: s.command(Resample())),
-                            (pause, lambda s: s.pause()), (resume, lambda s: s.resume())):
-            button.click(control(act), None, None, concurrency_limit=None)
-        set_inner.click(control_with(lambda s, n: s.command(SetInnerSteps(_int(n)))), [new_inner],
-                        None, concurrency_limit=None)
-        apply_edit.click(control_with(edit), [edit_canvas], None, concurrency_limit=None)
+def _refused(err: UsageError, session: Session) -> tuple[Any, ...]:
+    """Outputs for a refused input: no source at all (a Run now is refused, never run on an
+    earlier image), the upload box and canvas emptied, the message where the status is."""
+    session.source = None
+    message = on_page(str(err))
+    log.info("refused input: %s", message)
+    gr.Warning(message)
+    return (None, None, f"**Not loaded:** {message}. No image is loaded now.", None, [],
+            None, None, None, None)
 
-        def on_unload(request: gr.Request) -> None:
-            sessions.close(request.session_hash)
 
-        page.unload(on_unload)
-    return page
+def _act_on(session: Session, act: Any, *values: Any) -> None:
+    """``act(session, *values)``; a refused command is a line in the log and a toast."""
+    try:
+        act(session, *values)
+    except (UsageError, ValueError) as err:
+        log.info("refused command: %s", on_page(str(err)))
+        gr.Warning(on_page(str(err)))
+
+
+def _edit(session: Session, canvas: Any) -> None:
+    """Apply what was painted on the edit canvas to the paused step (at the run's own size)."""
+    image = editor_composite(canvas)
+    if image is None or session.job is None:
+        raise UsageError("`edit`: nothing painted; Pause, paint on the current result, then "
+                         "apply")
+    session.command(Edit(_unshown(image, session.job.image_shape)))
 
 
 def _name_of(path: Any) -> str | None:
